@@ -1,0 +1,469 @@
+//! The fence: one armed use of a [`Fencing`] around one future.
+
+use crate::error::Cancelled;
+use crate::fencing::Fencing;
+use crate::reason::{Code, Reason};
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::time::{Instant, Sleep};
+
+pin_project! {
+    /// A future running a body inside a fence. Created by
+    /// [`Fencing::run`].
+    ///
+    /// Resolves to `Ok(output)` if the body completes, or to
+    /// `Err(`[`Cancelled`]`)` with every reason that fired if a trigger
+    /// fires first. The fence follows these rules:
+    ///
+    /// - **Inspect before await.** An unpolled fence already answers
+    ///   [`is_cancelled`](Self::is_cancelled): `true` if a token is
+    ///   cancelled or the deadline has passed.
+    /// - **Pre-fired bodies never start.** If a trigger has fired before the
+    ///   first poll, the body is dropped without being polled.
+    /// - **Completion wins ties.** On every later poll the body is polled
+    ///   first; a body that is ready returns its value even if a trigger
+    ///   fired, and the fence still records that trigger (see
+    ///   [`reasons`](Self::reasons)).
+    /// - **Hard cancel is drop.** When a trigger has fired and the body is
+    ///   pending, the body is dropped within that poll (its destructors run
+    ///   before `poll` returns) and every reason that fired is returned.
+    /// - **Nothing leaks.** Whether the fence completes, cancels, or is
+    ///   dropped, every timer and waiter registration is released. At most one
+    ///   timer is registered, and only once the body has returned pending.
+    /// - **Panics pass through.** A panicking body propagates its panic
+    ///   unchanged; nothing stays registered and nothing is poisoned.
+    ///
+    /// # Reading the outcome
+    ///
+    /// `.await` consumes the fence. To read what fired after a body
+    /// completed anyway, pin the fence and await it by reference:
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let token = Token::new();
+    /// let fenced = Fencing::new().token(&token).code("stop").run(async {
+    ///     tokio::task::yield_now().await;
+    ///     token.cancel(); // fires while the body is running...
+    ///     "finished"      // ...but the body is ready first
+    /// });
+    /// let mut fenced = std::pin::pin!(fenced);
+    ///
+    /// assert_eq!((&mut fenced).await.unwrap(), "finished");
+    /// assert!(fenced.is_cancelled(), "a trigger fired");
+    /// assert!(!fenced.is_interrupted(), "but the body was not dropped");
+    /// assert!(fenced.cancelled_by("stop"));
+    /// # }
+    /// ```
+    ///
+    /// # Fairness
+    ///
+    /// The body is polled before the triggers, as in
+    /// [`tokio::time::timeout`]. Time is read from tokio's clock once, when
+    /// the fence is first polled; after that the deadline is seen through
+    /// the timer registered for it, so a body that completes within its first
+    /// poll is never reported late. Triggers that are found fired in the
+    /// same poll are recorded in a fixed order: the deadline first, then the
+    /// other triggers in the order they were declared.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping a `Fenced` drops its body and releases every registration;
+    /// it is exactly as cancel safe as the body.
+    ///
+    /// # Panics
+    ///
+    /// Polling panics if the fence has a deadline, the body returns pending,
+    /// and no tokio runtime with the time driver is running (as
+    /// [`tokio::time::sleep`] does); and if polled again after it completed.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Fenced<F> {
+        #[pin]
+        body: Body<F>,
+        #[pin]
+        timer: Timer,
+        armed: Armed,
+    }
+}
+
+pin_project! {
+    #[project = BodyProj]
+    enum Body<F> {
+        Live { #[pin] future: F },
+        Gone,
+    }
+}
+
+pin_project! {
+    #[project = TimerProj]
+    #[project_ref = TimerProjRef]
+    enum Timer {
+        Idle,
+        Armed { #[pin] sleep: Sleep },
+    }
+}
+
+/// The non-generic part of a fence: what it armed and what it recorded.
+struct Armed {
+    fencing: Fencing,
+    state: State,
+    /// One per trigger of `fencing`, allocated when first needed (the body
+    /// returned pending, or a trigger fired): the fast path allocates nothing.
+    slots: Vec<Slot>,
+    deadline_fired: bool,
+    interrupted: bool,
+    /// In firing order.
+    reasons: Vec<Reason>,
+}
+
+#[derive(Default)]
+struct Slot {
+    key: Option<usize>,
+    fired: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Fresh,
+    Running,
+    Done,
+}
+
+impl<F: Future> Fenced<F> {
+    pub(crate) fn new(fencing: Fencing, body: F) -> Self {
+        Self {
+            body: Body::Live { future: body },
+            timer: Timer::Idle,
+            armed: Armed {
+                fencing,
+                state: State::Fresh,
+                slots: Vec::new(),
+                deadline_fired: false,
+                interrupted: false,
+                reasons: Vec::new(),
+            },
+        }
+    }
+}
+
+impl<F> Fenced<F> {
+    /// Returns `true` if a trigger has fired: before the fence is polled,
+    /// whether one has fired already (the body would not start); after it
+    /// finished, whether one fired before it did, even if the body completed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let token = Token::new();
+    /// token.cancel();
+    /// let fenced = Fencing::new().token(&token).run(async { 1 });
+    /// assert!(fenced.is_cancelled(), "known before the first poll");
+    /// assert!(fenced.await.is_err(), "and the body never starts");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        !self.armed.reasons.is_empty() || self.armed.unrecorded().next().is_some()
+    }
+
+    /// Returns `true` if the fence dropped its body because a trigger fired,
+    /// that is, if it resolved to `Err`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut fenced = std::pin::pin!(Fencing::new()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .run(tokio::time::sleep(Duration::from_secs(2))));
+    /// assert!(!fenced.is_interrupted());
+    /// assert!((&mut fenced).await.is_err());
+    /// assert!(fenced.is_interrupted());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn is_interrupted(&self) -> bool {
+        self.armed.interrupted
+    }
+
+    /// Every reason that has fired, in firing order: those the fence has
+    /// recorded, then any that fired since it last looked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    ///
+    /// let token = Token::new();
+    /// let fenced = Fencing::new().token(&token).code("shutdown").run(async {});
+    /// assert!(fenced.reasons().is_empty());
+    /// token.cancel_with("SIGTERM");
+    /// assert_eq!(fenced.reasons()[0].message(), "SIGTERM");
+    /// ```
+    #[must_use]
+    pub fn reasons(&self) -> Vec<Reason> {
+        let mut reasons = self.armed.reasons.clone();
+        reasons.extend(self.armed.unrecorded());
+        reasons
+    }
+
+    /// Returns `true` if a trigger declared with `code` has fired.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    ///
+    /// let token = Token::new();
+    /// let fenced = Fencing::new().token(&token).code("shutdown").run(async {});
+    /// token.cancel();
+    /// assert!(fenced.cancelled_by("shutdown"));
+    /// ```
+    #[must_use]
+    pub fn cancelled_by(&self, code: impl Into<Code>) -> bool {
+        let code = code.into();
+        self.reasons().iter().any(|r| r.code() == Some(&code))
+    }
+
+    /// The `Fencing` this fence armed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    ///
+    /// let fenced = Fencing::new().run(async {});
+    /// assert_eq!(fenced.fencing().effective_deadline(), None);
+    /// ```
+    #[must_use]
+    pub fn fencing(&self) -> &Fencing {
+        &self.armed.fencing
+    }
+
+    /// The body, unless the fence dropped it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let fenced = fencing::Fencing::new().run(std::future::ready(7));
+    /// assert!(fenced.get_ref().is_some());
+    /// ```
+    #[must_use]
+    pub fn get_ref(&self) -> Option<&F> {
+        match &self.body {
+            Body::Live { future } => Some(future),
+            Body::Gone => None,
+        }
+    }
+
+    /// The body, mutably, unless the fence dropped it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut fenced = fencing::Fencing::new().run(std::future::ready(7));
+    /// assert!(fenced.get_mut().is_some());
+    /// ```
+    pub fn get_mut(&mut self) -> Option<&mut F> {
+        match &mut self.body {
+            Body::Live { future } => Some(future),
+            Body::Gone => None,
+        }
+    }
+
+    /// Disarms the fence and returns the body, unless the fence dropped it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let fenced = fencing::Fencing::new().run(async { 7 });
+    /// let body = fenced.into_inner().unwrap();
+    /// assert_eq!(body.await, 7);
+    /// # }
+    /// ```
+    pub fn into_inner(self) -> Option<F> {
+        match self.body {
+            Body::Live { future } => Some(future),
+            Body::Gone => None,
+        }
+    }
+}
+
+impl<F: Future> Future for Fenced<F> {
+    type Output = Result<F::Output, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if this.armed.start() {
+            this.body.set(Body::Gone);
+            return Poll::Ready(Err(this.armed.interrupt(this.timer)));
+        }
+        let BodyProj::Live { future } = this.body.as_mut().project() else {
+            unreachable!("a fence whose body is gone is done");
+        };
+        if let Poll::Ready(output) = future.poll(cx) {
+            this.armed.complete(this.timer);
+            return Poll::Ready(Ok(output));
+        }
+        if this.armed.poll_triggers(cx, this.timer.as_mut()) {
+            // Dropped here, inside this poll, before any reason is returned.
+            this.body.set(Body::Gone);
+            return Poll::Ready(Err(this.armed.interrupt(this.timer)));
+        }
+        Poll::Pending
+    }
+}
+
+impl Armed {
+    /// Moves a fresh fence to running. Returns `true` if a trigger had fired
+    /// before the body was ever polled.
+    fn start(&mut self) -> bool {
+        match self.state {
+            State::Running => false,
+            State::Fresh => {
+                self.state = State::Running;
+                let now = self.fencing.time_trigger().map(|_| Instant::now());
+                self.record(|time| now.is_some_and(|now| time.has_passed(now)))
+            }
+            State::Done => panic!("`Fenced` polled after completion"),
+        }
+    }
+
+    /// Arms every trigger not armed yet (the timer included) and records
+    /// those that fired. Returns `true` if any has fired.
+    fn poll_triggers(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> bool {
+        let triggers = self.fencing.triggers();
+        if self.slots.len() < triggers.len() {
+            self.slots.resize_with(triggers.len(), Slot::default);
+        }
+        for (trigger, slot) in triggers.iter().zip(&mut self.slots) {
+            if !slot.fired {
+                let _ = trigger.poll_fired(&mut slot.key, cx.waker());
+            }
+        }
+        let mut deadline_passed = false;
+        if let (Some(time), false) = (self.fencing.time_trigger(), self.deadline_fired) {
+            if let TimerProj::Idle = timer.as_mut().project() {
+                timer.set(Timer::Armed {
+                    sleep: tokio::time::sleep_until(time.at),
+                });
+            }
+            if let TimerProj::Armed { sleep } = timer.project() {
+                deadline_passed = sleep.poll(cx).is_ready();
+            }
+        }
+        self.record(|_| deadline_passed)
+    }
+
+    /// The body completed: record what fired meanwhile (as far as the fence
+    /// can tell without reading the clock) and release everything.
+    fn complete(&mut self, timer: Pin<&mut Timer>) {
+        let elapsed = match timer.as_ref().project_ref() {
+            TimerProjRef::Armed { sleep } => sleep.is_elapsed(),
+            TimerProjRef::Idle => false,
+        };
+        self.record(|_| elapsed);
+        self.finish(timer);
+    }
+
+    /// A trigger fired while the body was pending, or before it started; the
+    /// body has been dropped. Releases everything and builds the error.
+    fn interrupt(&mut self, timer: Pin<&mut Timer>) -> Cancelled {
+        self.interrupted = true;
+        self.finish(timer);
+        Cancelled::new(self.reasons.clone())
+    }
+
+    fn finish(&mut self, mut timer: Pin<&mut Timer>) {
+        self.state = State::Done;
+        self.release();
+        if let TimerProj::Armed { .. } = timer.as_mut().project() {
+            timer.set(Timer::Idle);
+        }
+    }
+
+    fn release(&mut self) {
+        for (trigger, slot) in self.fencing.triggers().iter().zip(&mut self.slots) {
+            trigger.deregister(&mut slot.key);
+        }
+    }
+
+    /// Appends to `reasons`, in the documented order, every trigger that has
+    /// fired and is not recorded yet; `deadline_passed` says whether the
+    /// deadline counts as passed. Returns `true` if it recorded any.
+    fn record(&mut self, deadline_passed: impl FnOnce(&crate::time::TimeTrigger) -> bool) -> bool {
+        let before = self.reasons.len();
+        if let (Some(time), false) = (self.fencing.time_trigger(), self.deadline_fired) {
+            if deadline_passed(time) {
+                self.deadline_fired = true;
+                self.reasons.push(time.reason());
+            }
+        }
+        let triggers = self.fencing.triggers();
+        for (i, trigger) in triggers.iter().enumerate() {
+            if self.slots.get(i).is_some_and(|slot| slot.fired) {
+                continue;
+            }
+            if let Some(reason) = trigger.fired() {
+                if self.slots.len() < triggers.len() {
+                    self.slots.resize_with(triggers.len(), Slot::default);
+                }
+                self.slots[i].fired = true;
+                self.reasons.push(reason);
+            }
+        }
+        self.reasons.len() > before
+    }
+
+    /// Reasons that have fired but are not recorded yet, in recording order.
+    /// Reads the clock if there is a deadline. Empty once the fence is done:
+    /// what fired after it finished does not concern it.
+    fn unrecorded(&self) -> impl Iterator<Item = Reason> + '_ {
+        let live = self.state != State::Done;
+        let deadline = self
+            .fencing
+            .time_trigger()
+            .filter(|time| live && !self.deadline_fired && time.has_passed(Instant::now()))
+            .map(|time| time.reason());
+        let others = self
+            .fencing
+            .triggers()
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| live && !self.slots.get(*i).is_some_and(|slot| slot.fired))
+            .filter_map(|(_, trigger)| trigger.fired());
+        deadline.into_iter().chain(others)
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl<F> fmt::Debug for Fenced<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fenced")
+            .field("fencing", &self.armed.fencing)
+            .field("state", &self.armed.state)
+            .field("reasons", &self.armed.reasons)
+            .field("interrupted", &self.armed.interrupted)
+            .finish_non_exhaustive()
+    }
+}

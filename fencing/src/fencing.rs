@@ -1,0 +1,490 @@
+//! The [`Fencing`] builder: an immutable declaration of triggers.
+
+use crate::fence::Fenced;
+use crate::reason::Code;
+use crate::time::{deadline_after, TimeTrigger};
+use crate::token::Token;
+use crate::trigger::{FutureSource, Source, Trigger, Triggers};
+use std::fmt;
+use std::future::IntoFuture;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A declaration of every reason some work may be stopped for: a timeout, a
+/// deadline, tokens, futures, each with an optional [`Code`].
+///
+/// A `Fencing` does nothing by itself. [`run`](Self::run) arms it around a
+/// future, the *fence*, which drops that future as soon as a trigger fires
+/// and reports every [`Reason`](crate::Reason) that fired.
+///
+/// Building is by value: each step returns a new `Fencing` with one more
+/// trigger, and [`code`](Self::code) labels the trigger declared just before
+/// it. Deriving adds triggers, never removes them. Cloning is cheap (a few
+/// reference counts) and clones are independent.
+///
+/// # Time triggers merge
+///
+/// All time triggers collapse into one deadline: a strictly earlier one
+/// replaces the current one together with its code; an equal or later one is
+/// ignored, and so is a `code` that follows it. A relative
+/// [`timeout`](Self::timeout) is anchored when it is declared, not when the
+/// fence runs, so a budget declared in middleware counts from there. A
+/// duration too large to add to the clock means "no deadline"; a deadline
+/// that has already passed means "already fired".
+///
+/// # Other triggers never merge
+///
+/// Each token or future trigger arms on its own. The same token declared
+/// under two codes is reported under both when it is cancelled.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{on_timeout, Token};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let shutdown = Token::new();
+/// let fencing = on_timeout(Duration::from_secs(30))
+///     .code("budget")
+///     .token(&shutdown)
+///     .code("shutdown");
+///
+/// let slow = tokio::time::sleep(Duration::from_secs(60));
+/// match fencing.run(slow).await {
+///     Ok(()) => unreachable!(),
+///     Err(cancelled) if cancelled.cancelled_by("shutdown") => unreachable!(),
+///     Err(cancelled) => {
+///         assert!(cancelled.cancelled_by("budget"));
+///         assert_eq!(cancelled.reason().message(), "timed out after 30s");
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Fencing {
+    deadline: Option<TimeTrigger>,
+    triggers: Triggers,
+    last: Last,
+}
+
+/// What [`Fencing::code`] labels: the trigger declared just before it.
+#[derive(Clone, Copy, Debug, Default)]
+enum Last {
+    /// Nothing, or a time trigger that lost the merge or overflowed.
+    #[default]
+    Nothing,
+    /// The time trigger that is now the deadline.
+    Time,
+    /// The last entry of `triggers`.
+    Trigger,
+}
+
+impl Fencing {
+    /// An empty `Fencing`: no triggers, never fires.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let value = fencing::Fencing::new().run(async { 42 }).await.unwrap();
+    /// assert_eq!(value, 42);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a relative timeout, anchored now: it fires `after` from the
+    /// moment of this call, whenever the fence starts.
+    ///
+    /// `Duration::ZERO` has fired already. A duration that overflows the
+    /// clock adds no deadline. Its reason is a
+    /// [`Timeout`](crate::ReasonKind::Timeout) with the message
+    /// `"timed out after {after:?}"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let fencing = Fencing::new().timeout(Duration::from_secs(5)).code("db");
+    /// assert!(fencing.effective_deadline().is_some());
+    ///
+    /// let never = Fencing::new().timeout(Duration::MAX);
+    /// assert_eq!(never.effective_deadline(), None, "an overflowing timeout is no deadline");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn timeout(self, after: Duration) -> Self {
+        let at = deadline_after(Instant::now(), after);
+        self.merge_time(at, Some(after))
+    }
+
+    /// Adds an absolute deadline on tokio's clock.
+    ///
+    /// A deadline in the past has fired already. Its reason is a
+    /// [`Deadline`](crate::ReasonKind::Deadline) with the message
+    /// `"deadline exceeded"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let at = Instant::now() + Duration::from_secs(2);
+    /// let fencing = Fencing::new()
+    ///     .timeout(Duration::from_secs(5))
+    ///     .code("budget")
+    ///     .deadline(at)
+    ///     .code("slo");
+    /// assert_eq!(fencing.effective_deadline(), Some(at), "the tightest time wins");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn deadline(self, at: Instant) -> Self {
+        self.merge_time(Some(at), None)
+    }
+
+    fn merge_time(mut self, at: Option<Instant>, after: Option<Duration>) -> Self {
+        self.last = Last::Nothing;
+        let Some(at) = at else { return self };
+        if self
+            .deadline
+            .as_ref()
+            .map_or(true, |current| at < current.at)
+        {
+            self.deadline = Some(TimeTrigger {
+                at,
+                after,
+                code: None,
+            });
+            self.last = Last::Time;
+        }
+        self
+    }
+
+    /// Adds a token: the fence fires when the token (or an ancestor of it)
+    /// is cancelled, with the token's message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let token = Token::new();
+    /// let fencing = Fencing::new().token(&token).code("user").token(&token).code("admin");
+    /// token.cancel_with("stop");
+    ///
+    /// let err = fencing.run(std::future::pending::<()>()).await.unwrap_err();
+    /// assert!(err.cancelled_by("user") && err.cancelled_by("admin"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn token(self, token: &Token) -> Self {
+        self.push(Source::Token(token.node().clone()))
+    }
+
+    /// Adds any future as a trigger: the fence fires when it completes, for
+    /// example when a channel closes or a client goes away. Its output is
+    /// discarded.
+    ///
+    /// The future is shared by every fence run from this `Fencing` and its
+    /// clones: it is polled only while some fence is waiting, by one fence
+    /// at a time, and once it has completed the trigger stays fired. If it
+    /// panics, the panic propagates out of the fence that polled it and the
+    /// trigger never fires afterwards.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use tokio::sync::oneshot;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let (mut tx, mut rx) = oneshot::channel::<()>();
+    /// let client = tokio::spawn(async move { tx.closed().await });
+    /// let fencing = Fencing::new().future(client).code("disconnect");
+    ///
+    /// let served = tokio::spawn(fencing.run(std::future::pending::<()>()));
+    /// rx.close(); // the client goes away
+    /// let err = served.await.unwrap().unwrap_err();
+    /// assert!(err.cancelled_by("disconnect"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn future<F>(self, future: F) -> Self
+    where
+        F: IntoFuture,
+        F::IntoFuture: Send + 'static,
+    {
+        let future = future.into_future();
+        let source = FutureSource::new(Box::pin(async move {
+            future.await;
+        }));
+        self.push(Source::Future(source))
+    }
+
+    fn push(mut self, source: Source) -> Self {
+        self.triggers.push(Trigger { source, code: None });
+        self.last = Last::Trigger;
+        self
+    }
+
+    /// Labels the trigger declared just before this call with `code`,
+    /// replacing any code it had.
+    ///
+    /// If that trigger was a time trigger that did not become the deadline
+    /// (it was looser, or it overflowed), the code goes with it and has no
+    /// effect; so does a `code` before any trigger.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let err = Fencing::new()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .code("tight")
+    ///     .timeout(Duration::from_secs(9))
+    ///     .code("loose")
+    ///     .run(std::future::pending::<()>())
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.cancelled_by("tight"));
+    /// assert!(!err.cancelled_by("loose"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn code(mut self, code: impl Into<Code>) -> Self {
+        match self.last {
+            Last::Nothing => {}
+            Last::Time => {
+                if let Some(deadline) = &mut self.deadline {
+                    deadline.code = Some(code.into());
+                }
+            }
+            Last::Trigger => self.triggers.set_last_code(code.into()),
+        }
+        self
+    }
+
+    /// The deadline in effect: the tightest of the declared time triggers,
+    /// or `None` if there is none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// assert_eq!(Fencing::new().effective_deadline(), None);
+    /// let fencing = Fencing::new().timeout(Duration::from_secs(3));
+    /// assert_eq!(
+    ///     fencing.effective_deadline(),
+    ///     Some(Instant::now() + Duration::from_secs(3))
+    /// );
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn effective_deadline(&self) -> Option<Instant> {
+        self.deadline.as_ref().map(|d| d.at)
+    }
+
+    /// Returns `true` if a trigger has fired already: a token is cancelled,
+    /// a future trigger completed, or the deadline has passed. A fence run
+    /// from this `Fencing` now would not start its body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    ///
+    /// let token = Token::new();
+    /// let fencing = Fencing::new().token(&token);
+    /// assert!(!fencing.is_cancelled());
+    /// token.cancel();
+    /// assert!(fencing.is_cancelled());
+    /// ```
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.triggers().iter().any(|t| t.fired().is_some())
+            || self
+                .deadline
+                .as_ref()
+                .is_some_and(|d| d.has_passed(Instant::now()))
+    }
+
+    /// Runs `body` inside a fence: the body is polled until it completes or
+    /// a trigger fires, whichever comes first, and is dropped as soon as a
+    /// trigger fires while it is pending.
+    ///
+    /// Equivalent to:
+    ///
+    /// ```ignore
+    /// async fn run<F: IntoFuture>(self, body: F) -> Result<F::Output, Cancelled>;
+    /// ```
+    ///
+    /// See [`Fenced`] for the rules the fence follows, and for reading the
+    /// reasons that fired after a body completed anyway.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// let fencing = Fencing::new().timeout(Duration::from_secs(5)).token(&shutdown);
+    ///
+    /// let fast = fencing.clone().run(async { "done" }).await;
+    /// assert_eq!(fast.unwrap(), "done");
+    ///
+    /// let slow = fencing.run(tokio::time::sleep(Duration::from_secs(10))).await;
+    /// assert!(slow.unwrap_err().is_timeout());
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Polling the fence panics if its body is still pending, a deadline is
+    /// declared, and there is no tokio runtime with the time driver enabled
+    /// (as [`tokio::time::sleep`] does).
+    #[track_caller]
+    pub fn run<F: IntoFuture>(self, body: F) -> Fenced<F::IntoFuture> {
+        Fenced::new(self, body.into_future())
+    }
+
+    pub(crate) fn time_trigger(&self) -> Option<&TimeTrigger> {
+        self.deadline.as_ref()
+    }
+
+    pub(crate) fn triggers(&self) -> &[Trigger] {
+        self.triggers.as_slice()
+    }
+}
+
+impl fmt::Debug for Fencing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let codes: Vec<_> = self
+            .triggers()
+            .iter()
+            .map(|t| {
+                let kind = match t.source {
+                    Source::Token(_) => "token",
+                    Source::Future(_) => "future",
+                };
+                (kind, t.code.clone())
+            })
+            .collect();
+        f.debug_struct("Fencing")
+            .field("deadline", &self.deadline)
+            .field("triggers", &codes)
+            .finish()
+    }
+}
+
+/// A `Fencing` with one relative timeout, anchored now. Same as
+/// `Fencing::new().timeout(after)`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+///
+/// let err = fencing::on_timeout(Duration::from_millis(10))
+///     .code("budget")
+///     .run(tokio::time::sleep(Duration::from_secs(1)))
+///     .await
+///     .unwrap_err();
+/// assert!(err.cancelled_by("budget"));
+/// # }
+/// ```
+#[must_use]
+pub fn on_timeout(after: Duration) -> Fencing {
+    Fencing::new().timeout(after)
+}
+
+/// A `Fencing` with one absolute deadline. Same as
+/// `Fencing::new().deadline(at)`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use tokio::time::Instant;
+///
+/// let past = fencing::on_deadline(Instant::now());
+/// assert!(past.is_cancelled(), "a deadline that has passed has fired");
+/// # }
+/// ```
+#[must_use]
+pub fn on_deadline(at: Instant) -> Fencing {
+    Fencing::new().deadline(at)
+}
+
+/// A `Fencing` with one token. Same as `Fencing::new().token(token)`.
+///
+/// # Examples
+///
+/// ```
+/// let shutdown = fencing::Token::new();
+/// let fencing = fencing::on_token(&shutdown).code("shutdown");
+/// shutdown.cancel();
+/// assert!(fencing.is_cancelled());
+/// ```
+#[must_use]
+pub fn on_token(token: &Token) -> Fencing {
+    Fencing::new().token(token)
+}
+
+/// A `Fencing` with one future trigger. Same as
+/// `Fencing::new().future(future)`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+///
+/// let err = fencing::on_future(tokio::time::sleep(Duration::from_secs(1)))
+///     .code("tick")
+///     .run(std::future::pending::<()>())
+///     .await
+///     .unwrap_err();
+/// assert!(err.cancelled_by("tick") && err.is_future());
+/// # }
+/// ```
+#[must_use]
+pub fn on_future<F>(future: F) -> Fencing
+where
+    F: IntoFuture,
+    F::IntoFuture: Send + 'static,
+{
+    Fencing::new().future(future)
+}

@@ -1,0 +1,123 @@
+//! Multi-reason cancellation for async Rust on tokio: declare every reason
+//! work may be stopped for once, fence the interruptible part, and know
+//! afterwards which trigger fired, by a code.
+//!
+//! Today a request handler that must stop on a budget, on shutdown, or when
+//! the client goes away writes a `select!` and loses track of why it stopped
+//! the moment it returns:
+//!
+//! ```
+//! # use std::time::Duration;
+//! # use tokio_util::sync::CancellationToken;
+//! # async fn fetch() -> u32 { 1 }
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! # let shutdown = CancellationToken::new();
+//! let result = tokio::select! {
+//!     biased;
+//!     v = fetch() => Some(v),
+//!     _ = shutdown.cancelled() => None,                      // why? the caller
+//!     _ = tokio::time::sleep(Duration::from_secs(30)) => None, // cannot tell
+//! };
+//! # assert_eq!(result, Some(1));
+//! # }
+//! ```
+//!
+//! With fencing the triggers are declared once, each with a code, and the
+//! fence reports every one that fired:
+//!
+//! ```
+//! use fencing::{on_timeout, Token};
+//! use std::time::Duration;
+//!
+//! # async fn fetch() -> u32 { tokio::time::sleep(Duration::from_secs(60)).await; 1 }
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let shutdown = Token::new();
+//! let fencing = on_timeout(Duration::from_secs(30))
+//!     .code("budget")
+//!     .token(&shutdown)
+//!     .code("shutdown");
+//!
+//! match fencing.run(fetch()).await {
+//!     Ok(v) => println!("got {v}"),
+//!     Err(cancelled) if cancelled.cancelled_by("shutdown") => println!("draining"),
+//!     Err(cancelled) => {
+//!         assert!(cancelled.cancelled_by("budget"));
+//!         assert_eq!(cancelled.to_string(), "cancelled: budget: timed out after 30s");
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! The pieces:
+//!
+//! - [`Fencing`]: an immutable, cheap-to-clone declaration of triggers. Every
+//!   builder step adds one; [`Fencing::code`] labels the one before it.
+//! - [`Fenced`]: the fence, a named future returned by [`Fencing::run`]. It
+//!   resolves to `Result<T, Cancelled>`.
+//! - [`Cancelled`]: the error, holding every [`Reason`] that fired, in
+//!   firing order, asked with [`Cancelled::cancelled_by`] and `is_*`.
+//! - [`Token`]: the manual trigger, cancelled with a message from any thread,
+//!   in a tree of parents and children.
+//!
+//! # Triggers
+//!
+//! | trigger | declared with | reason kind | message |
+//! |---|---|---|---|
+//! | relative timeout | [`Fencing::timeout`], [`on_timeout`] | [`ReasonKind::Timeout`] | `timed out after 5s` |
+//! | absolute deadline | [`Fencing::deadline`], [`on_deadline`] | [`ReasonKind::Deadline`] | `deadline exceeded` |
+//! | token | [`Fencing::token`], [`on_token`] | [`ReasonKind::Token`] | the token's message |
+//! | any future | [`Fencing::future`], [`on_future`] | [`ReasonKind::Future`] | `trigger future completed` |
+//!
+//! Time triggers merge: the tightest wins, together with its code; a
+//! relative timeout is anchored when declared; an overflowing duration means
+//! "no deadline" and a deadline in the past means "already fired". Other
+//! triggers never merge: a token declared under two codes reports both. All
+//! time is tokio's, so tests run on a paused clock.
+//!
+//! # Features
+//!
+//! The core has no optional features yet; it depends on `tokio` (with its
+//! `time` feature) and `pin-project-lite` only.
+//!
+//! # Cancel safety
+//!
+//! Dropping a [`Fenced`] future drops its body and releases every timer and
+//! waiter it registered; it is as cancel safe as the body. When a trigger
+//! fires while the body is pending, the fence drops the body within that
+//! poll, so the body's destructors have run when the `Err` is returned.
+//!
+//! When the body and a trigger are ready in the same poll, the body wins:
+//! it is always polled first, as in [`tokio::time::timeout`]. The trigger is
+//! still recorded, and [`Fenced::is_cancelled`] tells so. Reasons found in
+//! the same poll are ordered deadline first, then the other triggers in
+//! declaration order. [`Token::cancelled`] is cancel safe.
+//!
+//! # Stability
+//!
+//! Not covered by semver: the wording of `Display` output and of built-in
+//! messages, and items marked `#[doc(hidden)]` whose names start with `__`
+//! (test and debugging aids).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(
+    no_crate_inject,
+    attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))
+))]
+
+mod error;
+mod fence;
+mod fencing;
+mod reason;
+mod slab;
+mod time;
+mod token;
+mod trigger;
+
+pub use crate::error::Cancelled;
+pub use crate::fence::Fenced;
+pub use crate::fencing::{on_deadline, on_future, on_timeout, on_token, Fencing};
+pub use crate::reason::{Code, Message, Reason, ReasonKind};
+pub use crate::token::{
+    DropGuard, DropGuardRef, Token, WaitForCancellation, WaitForCancellationOwned,
+};

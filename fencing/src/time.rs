@@ -1,0 +1,50 @@
+//! Overflow-safe time on tokio's clock.
+//!
+//! All time goes through `tokio::time::Instant`, so a paused test clock
+//! governs every deadline.
+
+use crate::reason::{Code, Reason};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `now + after`, or `None` when that is not representable: an overflowing
+/// duration means "no deadline", never a panic.
+pub(crate) fn deadline_after(now: Instant, after: Duration) -> Option<Instant> {
+    now.checked_add(after)
+}
+
+/// The one deadline a `Fencing` keeps: the tightest of its time triggers,
+/// with the code and kind of the trigger that set it.
+#[derive(Clone, Debug)]
+pub(crate) struct TimeTrigger {
+    pub(crate) at: Instant,
+    /// `Some` for a relative timeout (its declared length), `None` for an
+    /// absolute deadline.
+    pub(crate) after: Option<Duration>,
+    pub(crate) code: Option<Code>,
+}
+
+impl TimeTrigger {
+    pub(crate) fn has_passed(&self, now: Instant) -> bool {
+        self.at <= now
+    }
+
+    pub(crate) fn reason(&self) -> Reason {
+        match self.after {
+            Some(after) => Reason::timeout(after, self.code.clone()),
+            None => Reason::deadline(self.code.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_means_no_deadline() {
+        let now = Instant::now();
+        assert_eq!(deadline_after(now, Duration::MAX), None);
+        assert_eq!(deadline_after(now, Duration::ZERO), Some(now));
+    }
+}

@@ -1,0 +1,390 @@
+//! [`Token`], the manual trigger, and its futures and guards.
+
+mod guard;
+pub(crate) mod tree;
+
+pub use guard::{DropGuard, DropGuardRef};
+
+use crate::reason::{Message, Reason};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use tree::Node;
+
+/// The manual trigger: cancel it, with a reason, from any thread.
+///
+/// A `Token` is a cheap handle: clones share one cancellation state. The
+/// first cancel wins and records its reason; later cancels return `false` and
+/// change nothing. Tokens form a tree: a [child](Self::child) is cancelled
+/// with its parent's reason, cancelling a child never touches its parent, and
+/// a dropped child leaves its parent at once.
+///
+/// Declare a token as a trigger with [`Fencing::token`](crate::Fencing::token).
+///
+/// # Examples
+///
+/// ```
+/// use fencing::Token;
+///
+/// let shutdown = Token::new();
+/// let request = shutdown.child();
+///
+/// assert!(shutdown.cancel_with("SIGTERM"));
+/// assert!(!shutdown.cancel_with("too late"), "the first cancel wins");
+///
+/// assert!(request.is_cancelled());
+/// assert_eq!(request.reason().unwrap().message(), "SIGTERM");
+/// ```
+#[derive(Clone)]
+pub struct Token {
+    node: Arc<Node>,
+}
+
+impl Token {
+    /// Creates a token that is not cancelled and has no parent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// assert!(!token.is_cancelled());
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self { node: Node::new() }
+    }
+
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Creates a child token.
+    ///
+    /// The child is cancelled, with the parent's reason, when the parent is;
+    /// cancelling the child never affects the parent. A child created after
+    /// its parent was cancelled is born cancelled with the parent's reason.
+    /// Dropping every handle of the child removes it from its parent, so a
+    /// long-lived parent does not accumulate short-lived children.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Token;
+    ///
+    /// let parent = Token::new();
+    /// let child = parent.child();
+    /// child.cancel();
+    /// assert!(!parent.is_cancelled());
+    ///
+    /// parent.cancel_with("shutdown");
+    /// let late = parent.child();
+    /// assert_eq!(late.reason().unwrap().message(), "shutdown");
+    /// ```
+    #[must_use]
+    pub fn child(&self) -> Self {
+        Self {
+            node: self.node.child(),
+        }
+    }
+
+    /// Cancels the token and its children with the message `"token
+    /// cancelled"`. Returns `true` if this call cancelled it, `false` if it
+    /// was already cancelled (the first reason stays).
+    ///
+    /// Synchronous and callable from any thread, inside or outside a runtime.
+    /// Every task waiting on the token, on any executor, is woken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// assert!(token.cancel());
+    /// assert!(!token.cancel());
+    /// assert_eq!(token.reason().unwrap().message(), "token cancelled");
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.cancel_with("token cancelled")
+    }
+
+    /// Cancels the token and its children with `message` as the reason.
+    /// Returns `true` if this call cancelled it, `false` if it was already
+    /// cancelled, in which case nothing changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::thread;
+    ///
+    /// let token = fencing::Token::new();
+    /// let remote = token.clone();
+    /// thread::spawn(move || remote.cancel_with("disk full")).join().unwrap();
+    /// assert_eq!(token.reason().unwrap().message(), "disk full");
+    /// ```
+    pub fn cancel_with(&self, message: impl Into<Message>) -> bool {
+        self.node.cancel(Reason::token(message))
+    }
+
+    /// Returns `true` if the token is cancelled. One atomic load.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// assert!(!token.is_cancelled());
+    /// token.cancel();
+    /// assert!(token.is_cancelled());
+    /// ```
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.node.is_cancelled()
+    }
+
+    /// The reason the token was cancelled with (Go's `context.Cause`), or
+    /// `None` while it is not cancelled. A token reached through its parent
+    /// carries the parent's reason.
+    ///
+    /// The reason's kind is [`ReasonKind::Token`](crate::ReasonKind::Token)
+    /// and it has no code: codes are given where a token is declared as a
+    /// trigger, so one token can be reported under several codes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// assert!(token.reason().is_none());
+    /// token.cancel_with("quota exceeded");
+    /// assert_eq!(token.reason().unwrap().message(), "quota exceeded");
+    /// ```
+    #[must_use]
+    pub fn reason(&self) -> Option<Reason> {
+        self.node.reason().cloned()
+    }
+
+    /// Waits until the token is cancelled and returns the reason.
+    ///
+    /// Equivalent to:
+    ///
+    /// ```ignore
+    /// async fn cancelled(&self) -> Reason;
+    /// ```
+    ///
+    /// Waiting allocates nothing per wait once the token's waiter list has
+    /// grown to the number of concurrent waiters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let token = fencing::Token::new();
+    /// let remote = token.clone();
+    /// tokio::spawn(async move { remote.cancel_with("done") });
+    /// assert_eq!(token.cancelled().await.message(), "done");
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: dropping the future removes its waker and
+    /// loses nothing.
+    pub fn cancelled(&self) -> WaitForCancellation<'_> {
+        WaitForCancellation {
+            node: &self.node,
+            key: None,
+        }
+    }
+
+    /// Like [`cancelled`](Self::cancelled), but the future owns a clone of
+    /// the token, so it is `'static` and can be spawned or stored.
+    ///
+    /// Equivalent to:
+    ///
+    /// ```ignore
+    /// async fn cancelled_owned(self) -> Reason;
+    /// ```
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let token = fencing::Token::new();
+    /// let waiter = tokio::spawn(token.clone().cancelled_owned());
+    /// token.cancel();
+    /// assert!(waiter.await.unwrap().is_token());
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe.
+    pub fn cancelled_owned(self) -> WaitForCancellationOwned {
+        WaitForCancellationOwned {
+            token: self,
+            key: None,
+        }
+    }
+
+    /// Blocks the current thread until the token is cancelled and returns
+    /// the reason. For plain threads and `spawn_blocking` closures; calling it
+    /// on an async worker thread blocks that worker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::thread;
+    ///
+    /// let token = fencing::Token::new();
+    /// let worker = {
+    ///     let token = token.clone();
+    ///     thread::spawn(move || token.wait_blocking().message().to_owned())
+    /// };
+    /// token.cancel_with("stop");
+    /// assert_eq!(worker.join().unwrap(), "stop");
+    /// ```
+    pub fn wait_blocking(&self) -> Reason {
+        struct Unpark(Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+            fn wake_by_ref(self: &Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut key = None;
+        loop {
+            if let Poll::Ready(reason) = self.node.poll_cancelled(&mut key, &waker) {
+                self.node.deregister(&mut key);
+                return reason;
+            }
+            // Spurious unparks are fine: the loop polls again.
+            std::thread::park();
+        }
+    }
+
+    /// Returns a guard that cancels the token when dropped, unless
+    /// [disarmed](DropGuard::disarm).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// {
+    ///     let _guard = token.clone().drop_guard();
+    /// }
+    /// assert!(token.is_cancelled());
+    /// ```
+    pub fn drop_guard(self) -> DropGuard {
+        DropGuard::new(self)
+    }
+
+    /// Like [`drop_guard`](Self::drop_guard), borrowing the token.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// let guard = token.drop_guard_ref();
+    /// guard.disarm();
+    /// assert!(!token.is_cancelled());
+    /// ```
+    pub fn drop_guard_ref(&self) -> DropGuardRef<'_> {
+        DropGuardRef::new(self)
+    }
+
+    /// Test and debugging aid, not covered by semver: the number of live
+    /// children registered with this token.
+    #[doc(hidden)]
+    pub fn __child_count(&self) -> usize {
+        self.node.child_count()
+    }
+
+    /// Test and debugging aid, not covered by semver: the number of wakers
+    /// registered with this token.
+    #[doc(hidden)]
+    pub fn __waiter_count(&self) -> usize {
+        self.node.waiter_count()
+    }
+}
+
+impl Default for Token {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("reason", &self.node.reason())
+            .finish()
+    }
+}
+
+/// The future returned by [`Token::cancelled`]: resolves with the reason once
+/// the token is cancelled.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct WaitForCancellation<'a> {
+    node: &'a Arc<Node>,
+    key: Option<usize>,
+}
+
+impl Future for WaitForCancellation<'_> {
+    type Output = Reason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reason> {
+        let this = self.get_mut();
+        this.node.poll_cancelled(&mut this.key, cx.waker())
+    }
+}
+
+impl Drop for WaitForCancellation<'_> {
+    fn drop(&mut self) {
+        self.node.deregister(&mut self.key);
+    }
+}
+
+impl fmt::Debug for WaitForCancellation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitForCancellation")
+            .field("is_cancelled", &self.node.is_cancelled())
+            .finish()
+    }
+}
+
+/// The future returned by [`Token::cancelled_owned`]: like
+/// [`WaitForCancellation`], but `'static`.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct WaitForCancellationOwned {
+    token: Token,
+    key: Option<usize>,
+}
+
+impl Future for WaitForCancellationOwned {
+    type Output = Reason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reason> {
+        let this = self.get_mut();
+        this.token.node.poll_cancelled(&mut this.key, cx.waker())
+    }
+}
+
+impl Drop for WaitForCancellationOwned {
+    fn drop(&mut self) {
+        self.token.node.deregister(&mut self.key);
+    }
+}
+
+impl fmt::Debug for WaitForCancellationOwned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitForCancellationOwned")
+            .field("token", &self.token)
+            .finish()
+    }
+}

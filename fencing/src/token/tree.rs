@@ -1,0 +1,241 @@
+//! The token tree engine. [`Token`](crate::Token) is a thin handle over an
+//! `Arc<Node>`; everything that locks lives here.
+//!
+//! A node holds its reason (set once), the wakers of tasks waiting for it,
+//! and, once it has had a child, its children, spread over a few shards.
+//!
+//! # Invariants
+//!
+//! 1. `reason` is set at most once; `is_cancelled` is exactly
+//!    `reason.get().is_some()`, one acquire load. The first `cancel` to set
+//!    it wins and is the only one that wakes waiters and visits children.
+//! 2. A parent refers to its children only weakly (`Weak<Node>` in a shard
+//!    slab); a child holds its parent strongly. So a parent never keeps a
+//!    child alive, and a dropped child's node leaves its parent's slab in
+//!    `Node::drop`. A handle-less node stays alive, and registered, only while
+//!    it still has children of its own: cancelling the grandparent then still
+//!    reaches them through it.
+//! 3. A child is either registered in its parent's slab (`key != UNREGISTERED`)
+//!    or was born cancelled with its parent's reason; never neither.
+//! 4. After the reason is set, no waker is added to `waiters`: registration
+//!    checks the reason under the `waiters` lock, and `cancel` drains the slab
+//!    under that same lock after setting the reason.
+//!
+//! # Deadlock safety
+//!
+//! At most one lock is held at any time: a node's `waiters` lock, or one
+//! shard lock of one node. No lock is held while a waker is woken or dropped
+//! outside the slab, while a child is cancelled, or while a node is dropped
+//! (a removed `Weak` is dropped under the shard lock, but dropping a `Weak`
+//! never runs a destructor of a node). `cancel` walks the subtree with an
+//! explicit stack, so deep trees do not recurse.
+//!
+//! # Lost wakeups
+//!
+//! Child creation checks the parent's reason under the shard lock it inserts
+//! under; `cancel` sets the reason before it takes any shard lock. Either the
+//! creation's lock comes first, and the cancel finds the child in the slab,
+//! or the cancel's comes first, and the creation sees the reason (the lock
+//! orders the reason's store before the check). The same argument, with the
+//! `waiters` lock, covers waiter registration (invariant 4).
+
+use crate::reason::Reason;
+use crate::slab::Slab;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::task::{Poll, Waker};
+
+const UNREGISTERED: usize = usize::MAX;
+
+/// A parent's children, by shard; each shard holds weak references.
+type Shards = Box<[Mutex<Slab<Weak<Node>>>]>;
+
+pub(crate) struct Node {
+    reason: OnceLock<Reason>,
+    waiters: Mutex<Slab<Waker>>,
+    /// Allocated with the first child, so leaves pay nothing for it.
+    children: OnceLock<Shards>,
+    parent: Option<Arc<Self>>,
+    /// The shard of the parent this node is registered in.
+    shard: usize,
+    /// The key in that shard, or `UNREGISTERED`. Written once, under the
+    /// shard lock, before the child is handed out; read in `drop`.
+    key: AtomicUsize,
+}
+
+/// Our critical sections never leave data half-updated, so a poisoned lock
+/// (a waker that panicked while dropped) is still consistent: ignore poison.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How many shards a parent spreads its children over: enough that threads
+/// creating children of one parent rarely meet on a lock.
+fn shard_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores * 2).next_power_of_two().min(64)
+    })
+}
+
+/// Each thread keeps one shard index, handed out round-robin, so that two
+/// threads working on one parent use different shards.
+fn this_thread_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SHARD.with(|s| *s) & (shard_count() - 1)
+}
+
+impl Node {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            reason: OnceLock::new(),
+            waiters: Mutex::new(Slab::new()),
+            children: OnceLock::new(),
+            parent: None,
+            shard: 0,
+            key: AtomicUsize::new(UNREGISTERED),
+        })
+    }
+
+    pub(crate) fn child(self: &Arc<Self>) -> Arc<Self> {
+        let shard = this_thread_shard();
+        let child = Arc::new(Self {
+            reason: OnceLock::new(),
+            waiters: Mutex::new(Slab::new()),
+            children: OnceLock::new(),
+            parent: Some(Arc::clone(self)),
+            shard,
+            key: AtomicUsize::new(UNREGISTERED),
+        });
+        let shards = self.children.get_or_init(|| {
+            (0..shard_count())
+                .map(|_| Mutex::new(Slab::new()))
+                .collect()
+        });
+        let mut slab = lock(&shards[shard]);
+        if let Some(reason) = self.reason.get() {
+            drop(slab);
+            // Born cancelled; nobody else can see the child yet.
+            let _ = child.reason.set(reason.clone());
+        } else {
+            let key = slab.insert(Arc::downgrade(&child));
+            child.key.store(key, Ordering::Relaxed);
+        }
+        child
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
+    pub(crate) fn reason(&self) -> Option<&Reason> {
+        self.reason.get()
+    }
+
+    /// Cancels this node and its subtree. Returns `false`, changing nothing,
+    /// if the node was already cancelled.
+    pub(crate) fn cancel(self: &Arc<Self>, reason: Reason) -> bool {
+        if self.reason.set(reason).is_err() {
+            return false;
+        }
+        let mut stack = vec![Arc::clone(self)];
+        while let Some(node) = stack.pop() {
+            // `node` is cancelled: wake its waiters, then queue its children.
+            let wakers: Vec<Waker> = lock(&node.waiters).drain().collect();
+            for waker in wakers {
+                waker.wake();
+            }
+            let Some(shards) = node.children.get() else {
+                continue;
+            };
+            let reason = node.reason.get().expect("set above or by the parent");
+            for shard in shards.iter() {
+                let children: Vec<Arc<Self>> =
+                    lock(shard).iter().filter_map(Weak::upgrade).collect();
+                for child in children {
+                    // A child that was already cancelled on its own keeps
+                    // its reason and its subtree was handled then.
+                    if child.reason.set(reason.clone()).is_ok() {
+                        stack.push(child);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Polls for cancellation, keeping at most one waker registered under
+    /// `key`. Returns the reason once the node is cancelled.
+    pub(crate) fn poll_cancelled(&self, key: &mut Option<usize>, waker: &Waker) -> Poll<Reason> {
+        if let Some(reason) = self.reason.get() {
+            return Poll::Ready(reason.clone());
+        }
+        let mut waiters = lock(&self.waiters);
+        // Checked again under the lock: see invariant 4.
+        if let Some(reason) = self.reason.get() {
+            return Poll::Ready(reason.clone());
+        }
+        match key.and_then(|k| waiters.get_mut(k)) {
+            Some(registered) => registered.clone_from(waker),
+            None => *key = Some(waiters.insert(waker.clone())),
+        }
+        Poll::Pending
+    }
+
+    /// Forgets the waker registered under `key`, if any.
+    pub(crate) fn deregister(&self, key: &mut Option<usize>) {
+        if let Some(k) = key.take() {
+            // Once cancelled the slab was drained, and keys may be reused by
+            // nobody: there is nothing to remove.
+            if !self.is_cancelled() {
+                let removed = lock(&self.waiters).remove(k);
+                drop(removed);
+            }
+        }
+    }
+
+    /// Wakes every waiter without cancelling, leaving them registered. Used
+    /// by future triggers to get whichever fence is still alive to drive the
+    /// shared future again.
+    pub(crate) fn wake_all(&self) {
+        let wakers: Vec<Waker> = lock(&self.waiters).iter().cloned().collect();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// The number of children currently registered with this node.
+    pub(crate) fn child_count(&self) -> usize {
+        self.children
+            .get()
+            .map_or(0, |shards| shards.iter().map(|s| lock(s).len()).sum())
+    }
+
+    /// The number of wakers currently registered with this node.
+    pub(crate) fn waiter_count(&self) -> usize {
+        lock(&self.waiters).len()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let key = *self.key.get_mut();
+        if key == UNREGISTERED {
+            return;
+        }
+        if let Some(parent) = &self.parent {
+            let shards = parent
+                .children
+                .get()
+                .expect("registered children have shards");
+            // The removed entry is our own `Weak`, already dead: dropping it
+            // runs no destructor, so it may go under the lock.
+            let removed = lock(&shards[self.shard]).remove(key);
+            drop(removed);
+        }
+    }
+}

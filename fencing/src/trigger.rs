@@ -1,0 +1,112 @@
+//! Triggers other than time: what a fence arms besides its one deadline.
+//!
+//! Each trigger is a node of the token engine. A token trigger is the
+//! token's own node; a future trigger owns a parentless node that it cancels
+//! when its future completes. A fence therefore waits on every non-time
+//! trigger the same way, and reads every reason from a node.
+
+mod future;
+
+pub(crate) use future::FutureSource;
+
+use crate::reason::{Code, Reason};
+use crate::token::tree::Node;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+
+#[derive(Clone)]
+pub(crate) enum Source {
+    Token(Arc<Node>),
+    Future(Arc<FutureSource>),
+}
+
+/// One declared trigger with its code.
+#[derive(Clone)]
+pub(crate) struct Trigger {
+    pub(crate) source: Source,
+    pub(crate) code: Option<Code>,
+}
+
+impl Trigger {
+    fn node(&self) -> &Node {
+        match &self.source {
+            Source::Token(node) => node,
+            Source::Future(source) => source.node(),
+        }
+    }
+
+    /// The reason this trigger fired with, under its declared code, or
+    /// `None` if it has not fired.
+    pub(crate) fn fired(&self) -> Option<Reason> {
+        self.node()
+            .reason()
+            .map(|reason| reason.with_code(self.code.as_ref()))
+    }
+
+    /// Registers `waker` (keeping one registration under `key`) and, for a
+    /// future trigger, drives the future. Ready once the trigger has fired.
+    pub(crate) fn poll_fired(&self, key: &mut Option<usize>, waker: &Waker) -> Poll<()> {
+        if self.node().poll_cancelled(key, waker).is_ready() {
+            return Poll::Ready(());
+        }
+        if let Source::Future(source) = &self.source {
+            if source.drive() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    }
+
+    pub(crate) fn deregister(&self, key: &mut Option<usize>) {
+        self.node().deregister(key);
+    }
+}
+
+/// The non-time triggers of a `Fencing`, in declaration order. One trigger,
+/// the common case, is stored inline so declaring it allocates nothing.
+#[derive(Clone, Default)]
+pub(crate) enum Triggers {
+    #[default]
+    Empty,
+    One(Trigger),
+    Many(Arc<[Trigger]>),
+}
+
+impl Triggers {
+    pub(crate) fn as_slice(&self) -> &[Trigger] {
+        match self {
+            Self::Empty => &[],
+            Self::One(trigger) => std::slice::from_ref(trigger),
+            Self::Many(triggers) => triggers,
+        }
+    }
+
+    pub(crate) fn push(&mut self, trigger: Trigger) {
+        *self = match std::mem::take(self) {
+            Self::Empty => Self::One(trigger),
+            Self::One(first) => Self::Many(Arc::from([first, trigger])),
+            Self::Many(triggers) => Self::Many(
+                triggers
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::once(trigger))
+                    .collect(),
+            ),
+        };
+    }
+
+    /// Sets the code of the last trigger.
+    pub(crate) fn set_last_code(&mut self, code: Code) {
+        match self {
+            Self::Empty => {}
+            Self::One(trigger) => trigger.code = Some(code),
+            Self::Many(triggers) => {
+                let mut owned: Vec<Trigger> = triggers.to_vec();
+                if let Some(last) = owned.last_mut() {
+                    last.code = Some(code);
+                }
+                *triggers = owned.into();
+            }
+        }
+    }
+}
