@@ -316,7 +316,9 @@ impl<F: Future> Future for Fenced<F> {
         let BodyProj::Live { future } = this.body.as_mut().project() else {
             unreachable!("a fence whose body is gone is done");
         };
-        if let Poll::Ready(output) = future.poll(cx) {
+        // The body runs with the fence's `Fencing` as its context.
+        let polled = crate::context::enter(&mut this.armed.fencing, || future.poll(cx));
+        if let Poll::Ready(output) = polled {
             this.armed.complete(this.timer);
             return Poll::Ready(Ok(output));
         }

@@ -62,18 +62,23 @@ use tokio::time::Instant;
 /// }
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Fencing {
     deadline: Option<TimeTrigger>,
     triggers: Triggers,
     last: Last,
 }
 
+impl Default for Fencing {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// What [`Fencing::code`] labels: the trigger declared just before it.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 enum Last {
     /// Nothing, or a time trigger that lost the merge or overflowed.
-    #[default]
     Nothing,
     /// The time trigger that is now the deadline.
     Time,
@@ -94,8 +99,21 @@ impl Fencing {
     /// # }
     /// ```
     #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Self {
+            deadline: None,
+            triggers: Triggers::Empty,
+            last: Last::Nothing,
+        }
+    }
+
+    /// A clone to derive from: a `code` right after it labels nothing,
+    /// instead of relabelling the last trigger of the original.
+    pub(crate) fn derived(&self) -> Self {
+        Self {
+            last: Last::Nothing,
+            ..self.clone()
+        }
     }
 
     /// Adds a relative timeout, anchored now: it fires `after` from the
@@ -310,6 +328,36 @@ impl Fencing {
         self.deadline.as_ref().map(|d| d.at)
     }
 
+    /// The budget left before the deadline in effect, saturating at zero, or
+    /// `None` if there is no deadline. Send it to the next service (as
+    /// `grpc-timeout`, say) so that it stops when this one would.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{current, Fencing};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let request = Fencing::new().timeout(Duration::from_secs(10));
+    /// request
+    ///     .bind(async {
+    ///         tokio::time::sleep(Duration::from_secs(4)).await;
+    ///         assert_eq!(current().remaining(), Some(Duration::from_secs(6)));
+    ///     })
+    ///     .await;
+    ///
+    /// tokio::time::sleep(Duration::from_secs(20)).await;
+    /// assert_eq!(Fencing::new().remaining(), None);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn remaining(&self) -> Option<Duration> {
+        self.effective_deadline()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
     /// Returns `true` if a trigger has fired already: a token is cancelled,
     /// a future trigger completed, or the deadline has passed. A fence run
     /// from this `Fencing` now would not start its body.
@@ -371,7 +419,6 @@ impl Fencing {
     /// Polling the fence panics if its body is still pending, a deadline is
     /// declared, and there is no tokio runtime with the time driver enabled
     /// (as [`tokio::time::sleep`] does).
-    #[track_caller]
     pub fn run<F: IntoFuture>(self, body: F) -> Fenced<F::IntoFuture> {
         Fenced::new(self, body.into_future())
     }

@@ -105,19 +105,26 @@
     attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))
 ))]
 
+mod context;
 mod error;
 mod fence;
 mod fencing;
 mod reason;
 mod slab;
+#[cfg(feature = "rt")]
+mod task;
 mod time;
 mod token;
 mod trigger;
 
+pub use crate::context::{current, detach, Bound};
 pub use crate::error::Cancelled;
 pub use crate::fence::Fenced;
 pub use crate::fencing::{on_deadline, on_future, on_timeout, on_token, Fencing};
 pub use crate::reason::{Code, Message, Reason, ReasonKind};
+#[cfg(feature = "rt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
+pub use crate::task::{spawn, spawn_blocking};
 pub use crate::token::{
     DropGuard, DropGuardRef, Token, WaitForCancellation, WaitForCancellationOwned,
 };

@@ -64,9 +64,8 @@ impl Trigger {
 
 /// The non-time triggers of a `Fencing`, in declaration order. One trigger,
 /// the common case, is stored inline so declaring it allocates nothing.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) enum Triggers {
-    #[default]
     Empty,
     One(Trigger),
     Many(Arc<[Trigger]>),
@@ -82,7 +81,7 @@ impl Triggers {
     }
 
     pub(crate) fn push(&mut self, trigger: Trigger) {
-        *self = match std::mem::take(self) {
+        *self = match std::mem::replace(self, Self::Empty) {
             Self::Empty => Self::One(trigger),
             Self::One(first) => Self::Many(Arc::from([first, trigger])),
             Self::Many(triggers) => Self::Many(
