@@ -118,7 +118,7 @@ impl Fencing {
     pub fn bind<F: std::future::IntoFuture>(self, future: F) -> Bound<F::IntoFuture> {
         Bound {
             future: future.into_future(),
-            fencing: self.derived(),
+            fencing: self.into_derived(),
         }
     }
 }

@@ -110,10 +110,12 @@ impl Fencing {
     /// A clone to derive from: a `code` right after it labels nothing,
     /// instead of relabelling the last trigger of the original.
     pub(crate) fn derived(&self) -> Self {
-        Self {
-            last: Last::Nothing,
-            ..self.clone()
-        }
+        self.clone().into_derived()
+    }
+
+    pub(crate) fn into_derived(mut self) -> Self {
+        self.last = Last::Nothing;
+        self
     }
 
     /// Adds a relative timeout, anchored now: it fires `after` from the
