@@ -1,5 +1,6 @@
 //! The fence: one armed use of a [`Fencing`] around one future.
 
+use crate::context::{enter, Scope};
 use crate::error::Cancelled;
 use crate::fencing::Fencing;
 use crate::reason::{Code, Reason};
@@ -7,6 +8,7 @@ use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 
@@ -117,6 +119,8 @@ struct Armed {
     slots: Vec<Slot>,
     deadline_fired: bool,
     interrupted: bool,
+    /// Created by the first protection guard taken in the body.
+    scope: Option<Arc<Scope>>,
     /// In firing order.
     reasons: Vec<Reason>,
 }
@@ -145,6 +149,7 @@ impl<F: Future> Fenced<F> {
                 slots: Vec::new(),
                 deadline_fired: false,
                 interrupted: false,
+                scope: None,
                 reasons: Vec::new(),
             },
         }
@@ -317,12 +322,16 @@ impl<F: Future> Future for Fenced<F> {
             unreachable!("a fence whose body is gone is done");
         };
         // The body runs with the fence's `Fencing` as its context.
-        let polled = crate::context::enter(&mut this.armed.fencing, || future.poll(cx));
+        let armed = &mut *this.armed;
+        let polled = enter(&mut armed.fencing, Some(&mut armed.scope), || {
+            future.poll(cx)
+        });
         if let Poll::Ready(output) = polled {
             this.armed.complete(this.timer);
             return Poll::Ready(Ok(output));
         }
-        if this.armed.poll_triggers(cx, this.timer.as_mut()) {
+        this.armed.poll_triggers(cx, this.timer.as_mut());
+        if this.armed.must_drop(cx) {
             // Dropped here, inside this poll, before any reason is returned.
             this.body.set(Body::Gone);
             return Poll::Ready(Err(this.armed.interrupt(this.timer)));
@@ -347,8 +356,8 @@ impl Armed {
     }
 
     /// Arms every trigger not armed yet (the timer included) and records
-    /// those that fired. Returns `true` if any has fired.
-    fn poll_triggers(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> bool {
+    /// those that fired.
+    fn poll_triggers(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) {
         let triggers = self.fencing.triggers();
         if self.slots.len() < triggers.len() {
             self.slots.resize_with(triggers.len(), Slot::default);
@@ -369,7 +378,18 @@ impl Armed {
                 deadline_passed = sleep.poll(cx).is_ready();
             }
         }
-        self.record(|_| deadline_passed)
+        self.record(|_| deadline_passed);
+    }
+
+    /// Whether the pending body must be dropped now: a trigger has fired and
+    /// no protection guard is alive in it (else the fence is woken when the
+    /// last one goes).
+    fn must_drop(&self, cx: &Context<'_>) -> bool {
+        !self.reasons.is_empty()
+            && !self
+                .scope
+                .as_ref()
+                .is_some_and(|scope| scope.is_protected(cx.waker()))
     }
 
     /// The body completed: record what fired meanwhile (as far as the fence

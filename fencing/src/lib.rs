@@ -117,7 +117,7 @@ mod time;
 mod token;
 mod trigger;
 
-pub use crate::context::{current, detach, Bound};
+pub use crate::context::{current, detach, protect, Bound, ProtectGuard};
 pub use crate::error::Cancelled;
 pub use crate::fence::Fenced;
 pub use crate::fencing::{on_deadline, on_future, on_timeout, on_token, Fencing};
