@@ -268,10 +268,13 @@ impl Scope {
         if self.guards.load(Ordering::SeqCst) == 0 {
             return false;
         }
-        self.waker
+        let replaced = self
+            .waker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .replace(waker.clone());
+        // Dropped after the lock is released (a waker's drop may run code).
+        drop(replaced);
         // Checked again after the waker is stored: a guard dropped in between
         // either finds the waker, or is seen gone here.
         self.guards.load(Ordering::SeqCst) > 0

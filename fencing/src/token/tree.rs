@@ -24,11 +24,13 @@
 //! # Deadlock safety
 //!
 //! At most one lock is held at any time: a node's `waiters` lock, or one
-//! shard lock of one node. No lock is held while a waker is woken or dropped
-//! outside the slab, while a child is cancelled, or while a node is dropped
-//! (a removed `Weak` is dropped under the shard lock, but dropping a `Weak`
-//! never runs a destructor of a node). `cancel` walks the subtree with an
-//! explicit stack, so deep trees do not recurse.
+//! shard lock of one node. No lock is held while a waker is woken or
+//! dropped (a waker's drop may drop a future that deregisters from the same
+//! node; wakers are only cloned under the lock), while a child is cancelled, or while a
+//! node is dropped (a removed `Weak` is dropped under the shard lock, but
+//! dropping a dead `Weak` runs no destructor). `cancel` walks the subtree
+//! with an explicit stack and `Drop` unwinds a chain of ancestors in a loop,
+//! so deep trees do not recurse.
 //!
 //! # Lost wakeups
 //!
@@ -111,6 +113,11 @@ impl Node {
             shard,
             key: AtomicUsize::new(UNREGISTERED),
         });
+        if let Some(reason) = self.reason.get() {
+            // Born cancelled, without making the parent allocate its shards.
+            let _ = child.reason.set(reason.clone());
+            return child;
+        }
         let shards = self.children.get_or_init(|| {
             (0..shard_count())
                 .map(|_| Mutex::new(Slab::new()))
@@ -179,10 +186,18 @@ impl Node {
         if let Some(reason) = self.reason.get() {
             return Poll::Ready(reason.clone());
         }
-        match key.and_then(|k| waiters.get_mut(k)) {
-            Some(registered) => registered.clone_from(waker),
-            None => *key = Some(waiters.insert(waker.clone())),
-        }
+        let replaced = match key.and_then(|k| waiters.get_mut(k)) {
+            Some(registered) if registered.will_wake(waker) => None,
+            Some(registered) => Some(std::mem::replace(registered, waker.clone())),
+            None => {
+                *key = Some(waiters.insert(waker.clone()));
+                None
+            }
+        };
+        // The old waker is dropped only after the lock is released: dropping
+        // it may drop a future that deregisters from this very node.
+        drop(waiters);
+        drop(replaced);
         Poll::Pending
     }
 
@@ -221,13 +236,12 @@ impl Node {
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
+impl Node {
+    /// Removes this node from its parent's slab and hands back the parent.
+    fn leave_parent(&mut self) -> Option<Arc<Self>> {
+        let parent = self.parent.take()?;
         let key = *self.key.get_mut();
-        if key == UNREGISTERED {
-            return;
-        }
-        if let Some(parent) = &self.parent {
+        if key != UNREGISTERED {
             let shards = parent
                 .children
                 .get()
@@ -236,6 +250,19 @@ impl Drop for Node {
             // runs no destructor, so it may go under the lock.
             let removed = lock(&shards[self.shard]).remove(key);
             drop(removed);
+        }
+        Some(parent)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Dropping the last reference to the parent would drop the parent
+        // from inside this drop, and so on up a chain of handle-less
+        // ancestors: unwind such a chain in a loop instead of recursing.
+        let mut next = self.leave_parent();
+        while let Some(parent) = next {
+            next = Arc::into_inner(parent).and_then(|mut node| node.leave_parent());
         }
     }
 }

@@ -1,0 +1,359 @@
+//! Contract tests (STYLE rule 20): auto traits of every public type, the
+//! size of `Cancelled`, its error-trait and `io::Error` contract, its
+//! `Display`, and the ways to make a `Code`.
+
+use fencing::{
+    Cancelled, Code, DropGuard, DropGuardRef, Fenced, Fencing, Message, Reason, ReasonKind, Token,
+    WaitForCancellation, WaitForCancellationOwned,
+};
+use std::collections::HashSet;
+use std::error::Error;
+use std::future::{pending, Future, Ready};
+use std::io;
+use std::marker::PhantomData;
+use std::mem::size_of;
+use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const fn assert_send_sync_unpin<T: Send + Sync + Unpin>() {}
+const fn assert_send_sync<T: Send + Sync>() {}
+const fn assert_send<T: Send>() {}
+const fn assert_unwind_safe<T: UnwindSafe + RefUnwindSafe>() {}
+const fn assert_error<E: Error + Send + Sync + 'static>() {}
+
+// Checked when the test crate compiles; the `#[test]`s below repeat them so
+// each contract is reported by name.
+const _: () = {
+    assert_send_sync_unpin::<Token>();
+    assert_send_sync_unpin::<Fencing>();
+    assert_send_sync_unpin::<Cancelled>();
+    assert_send_sync_unpin::<Reason>();
+    assert_send_sync_unpin::<ReasonKind>();
+    assert_send_sync_unpin::<Code>();
+    assert_send_sync_unpin::<Message>();
+    assert_send_sync_unpin::<DropGuard>();
+    assert_send_sync_unpin::<DropGuardRef<'static>>();
+    assert_send_sync_unpin::<WaitForCancellation<'static>>();
+    assert_send_sync_unpin::<WaitForCancellationOwned>();
+    assert_send_sync::<Fenced<Ready<()>>>();
+    assert_unwind_safe::<Token>();
+    assert_unwind_safe::<Fencing>();
+    assert_unwind_safe::<Cancelled>();
+    assert_unwind_safe::<Reason>();
+    assert_error::<Cancelled>();
+    assert!(size_of::<Cancelled>() == size_of::<*const ()>());
+    assert!(size_of::<Result<(), Cancelled>>() == size_of::<*const ()>());
+};
+
+/// Answers "does `T` implement `Unpin`?" at run time, so that a missing impl
+/// fails one named test instead of the whole file's build. The inherent
+/// method wins over the trait's when its bound holds.
+struct Probe<T>(PhantomData<T>);
+
+trait NotUnpin {
+    fn is_unpin(&self) -> bool {
+        false
+    }
+}
+
+impl<T> NotUnpin for Probe<T> {}
+
+impl<T: Unpin> Probe<T> {
+    fn is_unpin(&self) -> bool {
+        true
+    }
+}
+
+fn probe<T>() -> Probe<T> {
+    Probe(PhantomData)
+}
+
+#[test]
+fn public_types_are_send_sync_unpin() {
+    assert_send_sync_unpin::<Token>();
+    assert_send_sync_unpin::<Fencing>();
+    assert_send_sync_unpin::<Cancelled>();
+    assert_send_sync_unpin::<Reason>();
+    assert_send_sync_unpin::<ReasonKind>();
+    assert_send_sync_unpin::<Code>();
+    assert_send_sync_unpin::<Message>();
+    assert_send_sync_unpin::<DropGuard>();
+    assert_send_sync_unpin::<DropGuardRef<'_>>();
+    assert_send_sync_unpin::<WaitForCancellation<'_>>();
+    assert_send_sync_unpin::<WaitForCancellationOwned>();
+
+    // The probe agrees with the compiler on a type known to be `Unpin`...
+    assert!(probe::<Token>().is_unpin());
+    // ...and on one known not to be.
+    assert!(!probe::<std::marker::PhantomPinned>().is_unpin());
+}
+
+#[test]
+fn fenced_is_send_sync_for_a_send_sync_body() {
+    assert_send_sync::<Fenced<Ready<()>>>();
+    assert_send_sync::<Fenced<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>>();
+    // A `Send` but not `Sync` body still makes a `Send` fence.
+    assert_send::<Fenced<Pin<Box<dyn Future<Output = ()> + Send>>>>();
+}
+
+/// `Fenced` stores its `tokio::time::Sleep` inline and pinned, so the
+/// pending path registers its timer without allocating; like
+/// `tokio::time::Timeout` it is therefore `!Unpin` whatever its body. Pin it
+/// (`std::pin::pin!`, `Box::pin`) to poll it by reference.
+#[test]
+fn fenced_is_not_unpin_like_tokio_timeout() {
+    assert!(probe::<Ready<()>>().is_unpin());
+    assert!(!probe::<Fenced<Ready<()>>>().is_unpin());
+    assert!(!probe::<tokio::time::Timeout<Ready<()>>>().is_unpin());
+}
+
+#[test]
+fn core_types_are_unwind_safe() {
+    assert_unwind_safe::<Token>();
+    assert_unwind_safe::<Fencing>();
+    assert_unwind_safe::<Cancelled>();
+    assert_unwind_safe::<Reason>();
+
+    // So they cross `catch_unwind` without `AssertUnwindSafe`.
+    let token = Token::new();
+    let inside = token.clone();
+    let caught = std::panic::catch_unwind(move || {
+        inside.cancel_with("unwound");
+        panic!("boom");
+    });
+    assert!(caught.is_err());
+    assert_eq!(token.reason().unwrap().message(), "unwound");
+}
+
+#[test]
+fn cancelled_is_one_pointer_wide() {
+    assert_eq!(size_of::<Cancelled>(), size_of::<*const ()>());
+}
+
+#[test]
+fn result_of_unit_and_cancelled_is_one_pointer_wide() {
+    assert_eq!(size_of::<Result<(), Cancelled>>(), size_of::<*const ()>());
+    assert_eq!(size_of::<Option<Cancelled>>(), size_of::<*const ()>());
+}
+
+/// A cancelled token, fenced: the fence fails on its first poll.
+async fn token_error(message: &'static str, code: &'static str) -> Cancelled {
+    let token = Token::new();
+    token.cancel_with(message);
+    Fencing::new()
+        .token(&token)
+        .code(code)
+        .run(pending::<()>())
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_is_a_send_sync_static_error() {
+    assert_error::<Cancelled>();
+
+    let cancelled = token_error("stop", "shutdown").await;
+    assert!(cancelled.source().is_none());
+    let boxed: Box<dyn Error + Send + Sync + 'static> = Box::new(cancelled);
+    let back = boxed.downcast::<Cancelled>().expect("downcasts back");
+    assert!(back.cancelled_by("shutdown"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_into_io_error_is_timed_out_for_a_timeout() {
+    let cancelled = Fencing::new()
+        .timeout(Duration::ZERO)
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert!(cancelled.is_timeout());
+    let io: io::Error = cancelled.into();
+    assert_eq!(io.kind(), io::ErrorKind::TimedOut);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_into_io_error_is_timed_out_for_a_deadline() {
+    let cancelled = Fencing::new()
+        .deadline(Instant::now())
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert!(cancelled.is_deadline());
+    let io: io::Error = cancelled.into();
+    assert_eq!(io.kind(), io::ErrorKind::TimedOut);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_into_io_error_is_timed_out_when_the_first_reason_is_time() {
+    let token = Token::new();
+    token.cancel();
+    let cancelled = Fencing::new()
+        .token(&token)
+        .deadline(Instant::now())
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert!(
+        cancelled.reason().kind().is_time(),
+        "the deadline is recorded first"
+    );
+    assert!(cancelled.is_token());
+    assert_eq!(io::Error::from(cancelled).kind(), io::ErrorKind::TimedOut);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_into_io_error_is_other_for_a_token() {
+    let cancelled = token_error("client went away", "client").await;
+    let io: io::Error = cancelled.into();
+    assert_eq!(io.kind(), io::ErrorKind::Other);
+    assert_ne!(io.kind(), io::ErrorKind::Interrupted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_into_io_error_is_other_for_a_future() {
+    let cancelled = Fencing::new()
+        .future(async {})
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert!(cancelled.is_future());
+    assert_eq!(io::Error::from(cancelled).kind(), io::ErrorKind::Other);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_into_io_error_keeps_the_cancelled_downcastable() {
+    let cancelled = token_error("SIGTERM", "shutdown").await;
+    let display = cancelled.to_string();
+    let io: io::Error = cancelled.into();
+
+    assert_eq!(io.to_string(), display, "io::Error displays the Cancelled");
+    let by_ref = io
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Cancelled>())
+        .expect("the Cancelled is reachable by reference");
+    assert!(by_ref.cancelled_by("shutdown"));
+    assert_eq!(by_ref.reason().message(), "SIGTERM");
+
+    let owned = io
+        .into_inner()
+        .expect("an io::Error built from a Cancelled has an inner error")
+        .downcast::<Cancelled>()
+        .expect("the Cancelled downcasts by value");
+    assert!(owned.is_token());
+    assert_eq!(owned.reasons().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_display_names_every_reason() {
+    let (a, b) = (Token::new(), Token::new());
+    a.cancel_with("SIGTERM");
+    b.cancel_with(String::from("client went away"));
+    let cancelled = Fencing::new()
+        .deadline(Instant::now())
+        .code("slo")
+        .token(&a)
+        .code("shutdown")
+        .token(&b) // no code
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(cancelled.reasons().len(), 3);
+
+    let display = cancelled.to_string();
+    let mut last = 0;
+    for reason in cancelled.reasons() {
+        let shown = reason.to_string();
+        assert!(shown.contains(reason.message()));
+        let at = display[last..]
+            .find(&shown)
+            .unwrap_or_else(|| panic!("{display:?} lacks {shown:?} in firing order"));
+        last += at + shown.len();
+    }
+    for part in [
+        "slo",
+        "deadline exceeded",
+        "shutdown",
+        "SIGTERM",
+        "client went away",
+    ] {
+        assert!(display.contains(part), "{display:?} lacks {part:?}");
+    }
+
+    let timed_out = Fencing::new()
+        .timeout(Duration::ZERO)
+        .code("budget")
+        .run(pending::<()>())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(timed_out.contains("budget"), "{timed_out:?}");
+    assert!(timed_out.contains("timed out"), "{timed_out:?}");
+
+    let future = Fencing::new()
+        .future(async {})
+        .code("disconnect")
+        .run(pending::<()>())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(future.contains("disconnect"), "{future:?}");
+}
+
+#[test]
+fn code_from_static_str() {
+    let code = Code::from("budget");
+    assert_eq!(code.as_str(), "budget");
+    assert_eq!(code, "budget");
+    assert_eq!(code.to_string(), "budget");
+    assert_eq!(format!("{code:?}"), "\"budget\"");
+}
+
+#[test]
+fn code_from_string() {
+    let owned = Code::from(String::from("db"));
+    assert_eq!(owned.as_str(), "db");
+    assert_eq!(owned, Code::from("db"), "codes compare by text, not origin");
+    assert_eq!(owned.clone(), owned);
+
+    let mut set = HashSet::new();
+    set.insert(Code::from("db"));
+    assert!(set.contains(&owned), "hash agrees with equality");
+    assert!(set.contains("db"), "and a code can be looked up by str");
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Budget,
+    Shutdown,
+}
+
+impl From<Stop> for Code {
+    fn from(stop: Stop) -> Self {
+        Self::from(match stop {
+            Stop::Budget => "budget",
+            Stop::Shutdown => "shutdown",
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn code_from_an_application_enum() {
+    assert_eq!(Code::from(Stop::Budget), "budget");
+    assert_eq!(Code::from(Stop::Shutdown), Code::from("shutdown"));
+
+    let shutdown = Token::new();
+    let fencing = Fencing::new()
+        .timeout(Duration::from_secs(30))
+        .code(Stop::Budget)
+        .token(&shutdown)
+        .code(Stop::Shutdown);
+    shutdown.cancel();
+    let cancelled = fencing.run(pending::<()>()).await.unwrap_err();
+
+    assert!(cancelled.cancelled_by(Stop::Shutdown));
+    assert!(!cancelled.cancelled_by(Stop::Budget));
+    assert!(cancelled.reason().has_code(Stop::Shutdown));
+    assert_eq!(cancelled.reason().code().unwrap(), "shutdown");
+}
