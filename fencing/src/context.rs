@@ -249,6 +249,7 @@ pub fn detach<F: std::future::IntoFuture>(future: F) -> Bound<F::IntoFuture> {
 }
 
 /// Runs a blocking closure with `fencing` as its context.
+#[cfg(feature = "rt")]
 pub(crate) fn enter_sync<R>(mut fencing: Fencing, f: impl FnOnce() -> R) -> R {
     enter(&mut fencing, None, f)
 }

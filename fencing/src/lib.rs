@@ -60,6 +60,14 @@
 //!   firing order, asked with [`Cancelled::cancelled_by`] and `is_*`.
 //! - [`Token`]: the manual trigger, cancelled with a message from any thread,
 //!   in a tree of parents and children.
+//! - The context: [`Fencing::bind`] makes a `Fencing` the context of a
+//!   future without cancelling anything, and a fence binds its own to its
+//!   body; [`current`] reads it from any depth, so inner code derives
+//!   (`current().timeout(d).code("db")`) instead of taking tokens and
+//!   deadlines as parameters. [`spawn`] and [`spawn_blocking`] carry it into
+//!   new tasks (`tokio::spawn` does not); [`detach`] runs work without it.
+//! - [`protect`]: a guard that defers a fence's hard cancel over a commit
+//!   point.
 //!
 //! # Triggers
 //!
@@ -78,8 +86,11 @@
 //!
 //! # Features
 //!
-//! The core has no optional features yet; it depends on `tokio` (with its
-//! `time` feature) and `pin-project-lite` only.
+//! The core depends on `tokio` (with its `time` feature) and
+//! `pin-project-lite` only.
+//!
+//! - `rt` (default): [`spawn`] and [`spawn_blocking`], which carry the
+//!   context into new tasks; enables `tokio/rt`.
 //!
 //! # Cancel safety
 //!
@@ -100,6 +111,8 @@
 //! messages, and items marked `#[doc(hidden)]` whose names start with `__`
 //! (test and debugging aids).
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs link to the `rt` helpers, which are absent without it.
+#![cfg_attr(not(feature = "rt"), allow(rustdoc::broken_intra_doc_links))]
 #![doc(test(
     no_crate_inject,
     attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))
