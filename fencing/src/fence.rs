@@ -4,6 +4,7 @@ use crate::context::{enter, Scope};
 use crate::error::Cancelled;
 use crate::fencing::Fencing;
 use crate::reason::{Code, Reason};
+use crate::time::{deadline_after, timer_deadline, FAR_FUTURE};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -121,8 +122,18 @@ struct Armed {
     interrupted: bool,
     /// Created by the first protection guard taken in the body.
     scope: Option<Arc<Scope>>,
+    grace: Grace,
     /// In firing order.
     reasons: Vec<Reason>,
+}
+
+/// The grace period of a two-phase cancel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Grace {
+    NotStarted,
+    Until(Instant),
+    /// The grace period overflowed the clock: the body is never dropped.
+    Forever,
 }
 
 #[derive(Default)]
@@ -150,6 +161,7 @@ impl<F: Future> Fenced<F> {
                 deadline_fired: false,
                 interrupted: false,
                 scope: None,
+                grace: Grace::NotStarted,
                 reasons: Vec::new(),
             },
         }
@@ -331,7 +343,7 @@ impl<F: Future> Future for Fenced<F> {
             return Poll::Ready(Ok(output));
         }
         this.armed.poll_triggers(cx, this.timer.as_mut());
-        if this.armed.must_drop(cx) {
+        if this.armed.must_drop(cx, this.timer.as_mut()) {
             // Dropped here, inside this poll, before any reason is returned.
             this.body.set(Body::Gone);
             return Poll::Ready(Err(this.armed.interrupt(this.timer)));
@@ -348,6 +360,11 @@ impl Armed {
             State::Running => false,
             State::Fresh => {
                 self.state = State::Running;
+                // A future trigger has fired only once it has been seen to
+                // complete: give each one poll before the body's first.
+                for trigger in self.fencing.triggers() {
+                    trigger.drive();
+                }
                 let now = self.fencing.time_trigger().map(|_| Instant::now());
                 self.record(|time| now.is_some_and(|now| time.has_passed(now)))
             }
@@ -368,38 +385,73 @@ impl Armed {
             }
         }
         let mut deadline_passed = false;
-        if let (Some(time), false) = (self.fencing.time_trigger(), self.deadline_fired) {
+        let watch_deadline = !self.deadline_fired && self.grace == Grace::NotStarted;
+        if let (Some(time), true) = (self.fencing.time_trigger(), watch_deadline) {
+            let now = Instant::now();
             if let TimerProj::Idle = timer.as_mut().project() {
                 timer.set(Timer::Armed {
-                    sleep: tokio::time::sleep_until(time.at),
+                    sleep: tokio::time::sleep_until(timer_deadline(time.at, now)),
                 });
             }
             if let TimerProj::Armed { sleep } = timer.project() {
-                deadline_passed = sleep.poll(cx).is_ready();
+                // The timer only wakes us; whether the deadline has passed is
+                // read from the clock, as `is_cancelled` does, so the two
+                // never disagree (tokio's timer rounds up to a millisecond).
+                let _ = sleep.poll(cx);
             }
+            deadline_passed = time.has_passed(now);
         }
         self.record(|_| deadline_passed);
     }
 
-    /// Whether the pending body must be dropped now: a trigger has fired and
-    /// no protection guard is alive in it (else the fence is woken when the
-    /// last one goes).
-    fn must_drop(&self, cx: &Context<'_>) -> bool {
-        !self.reasons.is_empty()
-            && !self
-                .scope
-                .as_ref()
-                .is_some_and(|scope| scope.is_protected(cx.waker()))
+    /// Whether the pending body must be dropped now: a trigger has fired,
+    /// the grace period (if any) is over, and no protection guard is alive
+    /// in the body. Otherwise the fence is woken when that changes.
+    fn must_drop(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> bool {
+        if self.reasons.is_empty() {
+            return false;
+        }
+        if let Some(grace) = self.fencing.grace_for_fence() {
+            if self.grace == Grace::NotStarted {
+                // A grace period beyond tokio's far future means "never".
+                self.grace = Some(grace)
+                    .filter(|grace| *grace < FAR_FUTURE)
+                    .and_then(|grace| deadline_after(Instant::now(), grace))
+                    .map_or(Grace::Forever, Grace::Until);
+            }
+            let Grace::Until(until) = self.grace else {
+                return false;
+            };
+            // The one timer now serves the grace period.
+            match timer.as_mut().project() {
+                TimerProj::Armed { sleep } if sleep.deadline() != until => sleep.reset(until),
+                TimerProj::Armed { .. } => {}
+                TimerProj::Idle => timer.set(Timer::Armed {
+                    sleep: tokio::time::sleep_until(until),
+                }),
+            }
+            if let TimerProj::Armed { sleep } = timer.project() {
+                if sleep.poll(cx).is_pending() {
+                    return false;
+                }
+            }
+        }
+        !self
+            .scope
+            .as_ref()
+            .is_some_and(|scope| scope.is_protected(cx.waker()))
     }
 
     /// The body completed: record what fired meanwhile (as far as the fence
     /// can tell without reading the clock) and release everything.
     fn complete(&mut self, timer: Pin<&mut Timer>) {
-        let elapsed = match timer.as_ref().project_ref() {
-            TimerProjRef::Armed { sleep } => sleep.is_elapsed(),
-            TimerProjRef::Idle => false,
-        };
-        self.record(|_| elapsed);
+        // With no timer armed the body completed within its first poll,
+        // before the deadline as read then: no clock read on the fast path.
+        // Once the grace period started, the deadline is no longer watched.
+        let watched = matches!(timer.as_ref().project_ref(), TimerProjRef::Armed { .. })
+            && self.grace == Grace::NotStarted;
+        let now = watched.then(Instant::now);
+        self.record(|time| now.is_some_and(|now| time.has_passed(now)));
         self.finish(timer);
     }
 
@@ -487,5 +539,43 @@ impl<F> fmt::Debug for Fenced<F> {
             .field("reasons", &self.armed.reasons)
             .field("interrupted", &self.armed.interrupted)
             .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Fencing::cancelled`]: resolves with what
+    /// fired once any trigger of the `Fencing` fires.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct WaitForFencing {
+        #[pin]
+        fence: Fenced<std::future::Pending<std::convert::Infallible>>,
+    }
+}
+
+impl WaitForFencing {
+    pub(crate) fn new(fencing: Fencing) -> Self {
+        Self {
+            fence: Fenced::new(fencing, std::future::pending()),
+        }
+    }
+}
+
+impl Future for WaitForFencing {
+    type Output = Cancelled;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Cancelled> {
+        match self.project().fence.poll(cx) {
+            Poll::Ready(Err(cancelled)) => Poll::Ready(cancelled),
+            Poll::Ready(Ok(never)) => match never {},
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl fmt::Debug for WaitForFencing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitForFencing")
+            .field("fencing", self.fence.fencing())
+            .finish()
     }
 }

@@ -67,6 +67,7 @@ pub struct Fencing {
     deadline: Option<TimeTrigger>,
     triggers: Triggers,
     last: Last,
+    grace: Option<Duration>,
 }
 
 impl Default for Fencing {
@@ -104,6 +105,7 @@ impl Fencing {
             deadline: None,
             triggers: Triggers::Empty,
             last: Last::Nothing,
+            grace: None,
         }
     }
 
@@ -222,8 +224,11 @@ impl Fencing {
     /// discarded.
     ///
     /// The future is shared by every fence run from this `Fencing` and its
-    /// clones: it is polled only while some fence is waiting, by one fence
-    /// at a time, and once it has completed the trigger stays fired. If it
+    /// clones: it is polled once before each fence's body starts (so an
+    /// event that already happened stops the body from starting), then
+    /// while some fence is waiting, by one fence at a time; once it has
+    /// completed the trigger stays fired. `is_cancelled` does not poll it:
+    /// it counts as fired once a fence has seen it complete. If it
     /// panics, the panic propagates out of the fence that polled it and the
     /// trigger never fires afterwards.
     ///
@@ -303,6 +308,110 @@ impl Fencing {
             Last::Trigger => self.triggers.set_last_code(code.into()),
         }
         self
+    }
+
+    /// Makes the cancel two-phase: when a trigger fires, the body is not
+    /// dropped at once but first sees the cancellation, through
+    /// `current().is_cancelled()` and `current().cancelled().await`, and has
+    /// `grace` to finish; only if it is still pending when the grace period
+    /// ends is it dropped. A body that finishes within the grace period
+    /// returns its value, and the fence still reports the triggers as fired
+    /// ([`Fenced::is_interrupted`] tells the two outcomes apart).
+    ///
+    /// The grace period starts when the first trigger fires. During it, the
+    /// fence's one timer serves the grace period, so a deadline passing then
+    /// is not recorded as a further reason. Declared twice, the shorter grace
+    /// period wins. `Duration::ZERO` is the same as no grace period; a
+    /// duration that overflows the clock means the body is never dropped,
+    /// only told.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{current, Fencing, Token};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// let fencing = Fencing::new()
+    ///     .token(&shutdown)
+    ///     .code("shutdown")
+    ///     .grace(Duration::from_secs(5));
+    ///
+    /// let worker = tokio::spawn(fencing.run(async {
+    ///     let reason = current().cancelled().await;
+    ///     // Phase one: flush what we have, within the grace period.
+    ///     tokio::time::sleep(Duration::from_secs(1)).await;
+    ///     format!("flushed after {}", reason.reason())
+    /// }));
+    /// tokio::task::yield_now().await; // let the worker start
+    /// shutdown.cancel_with("SIGTERM");
+    /// assert_eq!(worker.await.unwrap().unwrap(), "flushed after shutdown: SIGTERM");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.last = Last::Nothing;
+        self.grace = Some(self.grace.map_or(grace, |current| current.min(grace)));
+        self
+    }
+
+    /// The grace period of a two-phase cancel, if one was declared (see
+    /// [`grace`](Self::grace)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let fencing = fencing::Fencing::new().grace(Duration::from_secs(2));
+    /// assert_eq!(fencing.grace_period(), Some(Duration::from_secs(2)));
+    /// ```
+    #[must_use]
+    pub fn grace_period(&self) -> Option<Duration> {
+        self.grace
+    }
+
+    /// Waits until any trigger fires, and returns what fired. Resolves at
+    /// once if one has fired already; never resolves for a `Fencing` without
+    /// triggers. For a body in the grace period of a two-phase cancel:
+    /// `current().cancelled().await`.
+    ///
+    /// Equivalent to:
+    ///
+    /// ```ignore
+    /// async fn cancelled(self) -> Cancelled;
+    /// ```
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let fired = Fencing::new()
+    ///     .timeout(Duration::from_secs(3))
+    ///     .code("budget")
+    ///     .cancelled()
+    ///     .await;
+    /// assert!(fired.cancelled_by("budget"));
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: dropping the future releases its
+    /// registrations and loses nothing.
+    pub fn cancelled(mut self) -> crate::fence::WaitForFencing {
+        self.grace = None;
+        crate::fence::WaitForFencing::new(self)
+    }
+
+    pub(crate) fn grace_for_fence(&self) -> Option<Duration> {
+        self.grace
     }
 
     /// The deadline in effect: the tightest of the declared time triggers,

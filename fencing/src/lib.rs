@@ -132,7 +132,7 @@ mod trigger;
 
 pub use crate::context::{current, detach, protect, Bound, ProtectGuard};
 pub use crate::error::Cancelled;
-pub use crate::fence::Fenced;
+pub use crate::fence::{Fenced, WaitForFencing};
 pub use crate::fencing::{on_deadline, on_future, on_timeout, on_token, Fencing};
 pub use crate::reason::{Code, Message, Reason, ReasonKind};
 #[cfg(feature = "rt")]

@@ -13,6 +13,17 @@ pub(crate) fn deadline_after(now: Instant, after: Duration) -> Option<Instant> {
     now.checked_add(after)
 }
 
+/// How far ahead the fence's timer is set at most: tokio's own "far future".
+/// A deadline beyond it is representable but too close to `Instant`'s limit
+/// for tokio's timer arithmetic, and means "never" in practice.
+pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// The instant to set the fence's timer for, to watch `at`: `at` itself, or
+/// thirty years from `now` if that is sooner.
+pub(crate) fn timer_deadline(at: Instant, now: Instant) -> Instant {
+    deadline_after(now, FAR_FUTURE).map_or(at, |far| at.min(far))
+}
+
 /// The one deadline a `Fencing` keeps: the tightest of its time triggers,
 /// with the code and kind of the trigger that set it.
 #[derive(Clone, Debug)]

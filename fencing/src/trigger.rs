@@ -57,6 +57,13 @@ impl Trigger {
         Poll::Pending
     }
 
+    /// Gives a future trigger one poll (a token needs none).
+    pub(crate) fn drive(&self) {
+        if let Source::Future(source) = &self.source {
+            source.drive();
+        }
+    }
+
     pub(crate) fn deregister(&self, key: &mut Option<usize>) {
         self.node().deregister(key);
     }
