@@ -37,6 +37,9 @@ const _: () = {
     assert_send_sync_unpin::<DropGuardRef<'static>>();
     assert_send_sync_unpin::<WaitForCancellation<'static>>();
     assert_send_sync_unpin::<WaitForCancellationOwned>();
+    assert_send_sync_unpin::<fencing::ProtectGuard>();
+    assert_send_sync_unpin::<fencing::Bound<Ready<()>>>();
+    assert_send_sync::<fencing::WaitForFencing>();
     assert_send_sync::<Fenced<Ready<()>>>();
     assert_unwind_safe::<Token>();
     assert_unwind_safe::<Fencing>();
