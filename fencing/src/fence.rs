@@ -104,7 +104,6 @@ pin_project! {
 
 pin_project! {
     #[project = TimerProj]
-    #[project_ref = TimerProjRef]
     enum Timer {
         Idle,
         Armed { #[pin] sleep: Sleep },
@@ -115,9 +114,9 @@ pin_project! {
 struct Armed {
     fencing: Fencing,
     state: State,
-    /// One per trigger of `fencing`, allocated when first needed (the body
-    /// returned pending, or a trigger fired): the fast path allocates nothing.
-    slots: Vec<Slot>,
+    /// One per trigger of `fencing`; the first is inline, so a fence with one
+    /// token or future allocates nothing, even on the pending path.
+    slots: Slots,
     deadline_fired: bool,
     interrupted: bool,
     /// Created by the first protection guard taken in the body.
@@ -142,6 +141,37 @@ struct Slot {
     fired: bool,
 }
 
+/// Per-trigger state: the first slot inline, the others on the heap.
+#[derive(Default)]
+struct Slots {
+    first: Slot,
+    rest: Vec<Slot>,
+}
+
+impl Slots {
+    fn get(&self, i: usize) -> Option<&Slot> {
+        match i {
+            0 => Some(&self.first),
+            _ => self.rest.get(i - 1),
+        }
+    }
+
+    /// The slot of trigger `i`, making room for it (and those before it).
+    fn get_mut(&mut self, i: usize) -> &mut Slot {
+        if i == 0 {
+            return &mut self.first;
+        }
+        if self.rest.len() < i {
+            self.rest.resize_with(i, Slot::default);
+        }
+        &mut self.rest[i - 1]
+    }
+
+    fn is_fired(&self, i: usize) -> bool {
+        self.get(i).is_some_and(|slot| slot.fired)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
     Fresh,
@@ -157,7 +187,7 @@ impl<F: Future> Fenced<F> {
             armed: Armed {
                 fencing,
                 state: State::Fresh,
-                slots: Vec::new(),
+                slots: Slots::default(),
                 deadline_fired: false,
                 interrupted: false,
                 scope: None,
@@ -189,7 +219,7 @@ impl<F> Fenced<F> {
     /// ```
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
-        !self.armed.reasons.is_empty() || self.armed.unrecorded().next().is_some()
+        !self.armed.reasons.is_empty() || self.armed.unrecorded(&self.timer).next().is_some()
     }
 
     /// Returns `true` if the fence dropped its body because a trigger fired,
@@ -233,7 +263,7 @@ impl<F> Fenced<F> {
     #[must_use]
     pub fn reasons(&self) -> Vec<Reason> {
         let mut reasons = self.armed.reasons.clone();
-        reasons.extend(self.armed.unrecorded());
+        reasons.extend(self.armed.unrecorded(&self.timer));
         reasons
     }
 
@@ -375,11 +405,8 @@ impl Armed {
     /// Arms every trigger not armed yet (the timer included) and records
     /// those that fired.
     fn poll_triggers(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) {
-        let triggers = self.fencing.triggers();
-        if self.slots.len() < triggers.len() {
-            self.slots.resize_with(triggers.len(), Slot::default);
-        }
-        for (trigger, slot) in triggers.iter().zip(&mut self.slots) {
+        for (i, trigger) in self.fencing.triggers().iter().enumerate() {
+            let slot = self.slots.get_mut(i);
             if !slot.fired {
                 let _ = trigger.poll_fired(&mut slot.key, cx.waker());
             }
@@ -387,19 +414,14 @@ impl Armed {
         let mut deadline_passed = false;
         let watch_deadline = !self.deadline_fired && self.grace == Grace::NotStarted;
         if let (Some(time), true) = (self.fencing.time_trigger(), watch_deadline) {
-            let now = Instant::now();
             if let TimerProj::Idle = timer.as_mut().project() {
                 timer.set(Timer::Armed {
-                    sleep: tokio::time::sleep_until(timer_deadline(time.at, now)),
+                    sleep: tokio::time::sleep_until(timer_deadline(time.at, Instant::now())),
                 });
             }
             if let TimerProj::Armed { sleep } = timer.project() {
-                // The timer only wakes us; whether the deadline has passed is
-                // read from the clock, as `is_cancelled` does, so the two
-                // never disagree (tokio's timer rounds up to a millisecond).
-                let _ = sleep.poll(cx);
+                deadline_passed = sleep.poll(cx).is_ready();
             }
-            deadline_passed = time.has_passed(now);
         }
         self.record(|_| deadline_passed);
     }
@@ -445,13 +467,8 @@ impl Armed {
     /// The body completed: record what fired meanwhile (as far as the fence
     /// can tell without reading the clock) and release everything.
     fn complete(&mut self, timer: Pin<&mut Timer>) {
-        // With no timer armed the body completed within its first poll,
-        // before the deadline as read then: no clock read on the fast path.
-        // Once the grace period started, the deadline is no longer watched.
-        let watched = matches!(timer.as_ref().project_ref(), TimerProjRef::Armed { .. })
-            && self.grace == Grace::NotStarted;
-        let now = watched.then(Instant::now);
-        self.record(|time| now.is_some_and(|now| time.has_passed(now)));
+        let elapsed = self.timer_elapsed(timer.as_ref().get_ref());
+        self.record(|_| elapsed);
         self.finish(timer);
     }
 
@@ -472,8 +489,21 @@ impl Armed {
     }
 
     fn release(&mut self) {
-        for (trigger, slot) in self.fencing.triggers().iter().zip(&mut self.slots) {
-            trigger.deregister(&mut slot.key);
+        for (i, trigger) in self.fencing.triggers().iter().enumerate() {
+            if self.slots.get(i).is_some_and(|slot| slot.key.is_some()) {
+                trigger.deregister(&mut self.slots.get_mut(i).key);
+            }
+        }
+    }
+
+    /// Whether the deadline has passed as the fence's timer sees it. With no
+    /// timer armed, the body completed within its first poll, before the
+    /// deadline as read then; once the grace period started, the timer no
+    /// longer watches the deadline. Either way: not passed.
+    fn timer_elapsed(&self, timer: &Timer) -> bool {
+        match timer {
+            Timer::Armed { sleep } => self.grace == Grace::NotStarted && sleep.is_elapsed(),
+            Timer::Idle => false,
         }
     }
 
@@ -488,16 +518,12 @@ impl Armed {
                 self.reasons.push(time.reason());
             }
         }
-        let triggers = self.fencing.triggers();
-        for (i, trigger) in triggers.iter().enumerate() {
-            if self.slots.get(i).is_some_and(|slot| slot.fired) {
+        for (i, trigger) in self.fencing.triggers().iter().enumerate() {
+            if self.slots.is_fired(i) {
                 continue;
             }
             if let Some(reason) = trigger.fired() {
-                if self.slots.len() < triggers.len() {
-                    self.slots.resize_with(triggers.len(), Slot::default);
-                }
-                self.slots[i].fired = true;
+                self.slots.get_mut(i).fired = true;
                 self.reasons.push(reason);
             }
         }
@@ -505,21 +531,28 @@ impl Armed {
     }
 
     /// Reasons that have fired but are not recorded yet, in recording order.
-    /// Reads the clock if there is a deadline. Empty once the fence is done:
-    /// what fired after it finished does not concern it.
-    fn unrecorded(&self) -> impl Iterator<Item = Reason> + '_ {
+    /// The deadline is seen as the fence itself would see it at its next
+    /// poll: from the clock before the first poll, through its timer after.
+    /// Empty once the fence is done: what fired after it finished does not
+    /// concern it.
+    fn unrecorded<'a>(&'a self, timer: &'a Timer) -> impl Iterator<Item = Reason> + 'a {
         let live = self.state != State::Done;
+        let passed = |time: &crate::time::TimeTrigger| match self.state {
+            State::Fresh => time.has_passed(Instant::now()),
+            State::Running => self.timer_elapsed(timer),
+            State::Done => false,
+        };
         let deadline = self
             .fencing
             .time_trigger()
-            .filter(|time| live && !self.deadline_fired && time.has_passed(Instant::now()))
+            .filter(|time| !self.deadline_fired && passed(time))
             .map(|time| time.reason());
         let others = self
             .fencing
             .triggers()
             .iter()
             .enumerate()
-            .filter(move |(i, _)| live && !self.slots.get(*i).is_some_and(|slot| slot.fired))
+            .filter(move |(i, _)| live && !self.slots.is_fired(*i))
             .filter_map(|(_, trigger)| trigger.fired());
         deadline.into_iter().chain(others)
     }

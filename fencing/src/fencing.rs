@@ -100,6 +100,7 @@ impl Fencing {
     /// # }
     /// ```
     #[must_use]
+    #[inline]
     pub const fn new() -> Self {
         Self {
             deadline: None,
@@ -144,6 +145,7 @@ impl Fencing {
     /// # }
     /// ```
     #[must_use]
+    #[inline]
     pub fn timeout(self, after: Duration) -> Self {
         let at = deadline_after(Instant::now(), after);
         self.merge_time(at, Some(after))
@@ -174,10 +176,12 @@ impl Fencing {
     /// # }
     /// ```
     #[must_use]
+    #[inline]
     pub fn deadline(self, at: Instant) -> Self {
         self.merge_time(Some(at), None)
     }
 
+    #[inline]
     fn merge_time(mut self, at: Option<Instant>, after: Option<Duration>) -> Self {
         self.last = Last::Nothing;
         let Some(at) = at else { return self };
@@ -215,6 +219,7 @@ impl Fencing {
     /// # }
     /// ```
     #[must_use]
+    #[inline]
     pub fn token(self, token: &Token) -> Self {
         self.push(Source::Token(token.node().clone()))
     }
@@ -263,6 +268,7 @@ impl Fencing {
         self.push(Source::Future(source))
     }
 
+    #[inline]
     fn push(mut self, source: Source) -> Self {
         self.triggers.push(Trigger { source, code: None });
         self.last = Last::Trigger;
@@ -297,6 +303,7 @@ impl Fencing {
     /// # }
     /// ```
     #[must_use]
+    #[inline]
     pub fn code(mut self, code: impl Into<Code>) -> Self {
         match self.last {
             Last::Nothing => {}
@@ -530,14 +537,17 @@ impl Fencing {
     /// Polling the fence panics if its body is still pending, a deadline is
     /// declared, and there is no tokio runtime with the time driver enabled
     /// (as [`tokio::time::sleep`] does).
+    #[inline]
     pub fn run<F: IntoFuture>(self, body: F) -> Fenced<F::IntoFuture> {
         Fenced::new(self, body.into_future())
     }
 
+    #[inline]
     pub(crate) fn time_trigger(&self) -> Option<&TimeTrigger> {
         self.deadline.as_ref()
     }
 
+    #[inline]
     pub(crate) fn triggers(&self) -> &[Trigger] {
         self.triggers.as_slice()
     }
@@ -582,6 +592,7 @@ impl fmt::Debug for Fencing {
 /// # }
 /// ```
 #[must_use]
+#[inline]
 pub fn on_timeout(after: Duration) -> Fencing {
     Fencing::new().timeout(after)
 }
@@ -616,6 +627,7 @@ pub fn on_deadline(at: Instant) -> Fencing {
 /// assert!(fencing.is_cancelled());
 /// ```
 #[must_use]
+#[inline]
 pub fn on_token(token: &Token) -> Fencing {
     Fencing::new().token(token)
 }

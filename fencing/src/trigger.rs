@@ -79,6 +79,7 @@ pub(crate) enum Triggers {
 }
 
 impl Triggers {
+    #[inline]
     pub(crate) fn as_slice(&self) -> &[Trigger] {
         match self {
             Self::Empty => &[],
@@ -87,6 +88,7 @@ impl Triggers {
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, trigger: Trigger) {
         *self = match std::mem::replace(self, Self::Empty) {
             Self::Empty => Self::One(trigger),
@@ -102,6 +104,7 @@ impl Triggers {
     }
 
     /// Sets the code of the last trigger.
+    #[inline]
     pub(crate) fn set_last_code(&mut self, code: Code) {
         match self {
             Self::Empty => {}

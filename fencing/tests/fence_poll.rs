@@ -471,13 +471,15 @@ async fn completion_wins_ties_body_timer_and_deadline_in_the_same_tick() {
     assert!(fence(&task).cancelled_by("budget"));
 }
 
-/// `is_cancelled` and `reasons` read the clock while the fence is running;
-/// tokio's timer has millisecond granularity and rounds up, so the poll reads
-/// the clock too. For a deadline off a millisecond boundary (the normal case
-/// on a real clock) a deadline the fence reported as passed stays reported
-/// when the body then completes.
+/// Once the body is running, the fence sees its deadline through tokio's
+/// timer, which has millisecond granularity and rounds up; `is_cancelled`
+/// and `reasons` use the same view, so what the fence says before its body
+/// completes is what it says after. For a deadline off a millisecond boundary
+/// (the normal case on a real clock) the timeout counts from the next
+/// millisecond.
 #[tokio::test(start_paused = true)]
 async fn completion_wins_ties_deadline_seen_before_the_poll_stays_reported() {
+    // Not yet passed for the timer: not reported, before or after.
     let probe = Probe::default();
     let mut task = hand(
         Fencing::new()
@@ -486,11 +488,29 @@ async fn completion_wins_ties_deadline_seen_before_the_poll_stays_reported() {
             .run(probe.body()),
     );
     assert_pending!(task.poll());
-
     time::advance(Duration::from_micros(5_000_600)).await;
-    assert!(fence(&task).is_cancelled(), "the clock says it has passed");
-    assert!(fence(&task).cancelled_by("budget"));
+    assert!(
+        !fence(&task).is_cancelled(),
+        "the timer rounds up to 5.001 s"
+    );
+    probe.open();
+    assert_eq!(assert_ready_ok!(task.poll()), "done");
+    assert!(!fence(&task).is_cancelled(), "and the answer does not flip");
 
+    // Passed for the timer: reported before, and still after completion.
+    let probe = Probe::default();
+    let mut task = hand(
+        Fencing::new()
+            .timeout(Duration::from_micros(5_000_500))
+            .code("budget")
+            .run(probe.body()),
+    );
+    assert_pending!(task.poll());
+    // tokio's timer fires in the tick after the rounded-up deadline.
+    time::advance(Duration::from_millis(5_002)).await;
+    assert!(task.is_woken());
+    assert!(fence(&task).is_cancelled());
+    assert!(fence(&task).cancelled_by("budget"));
     probe.open();
     assert_eq!(assert_ready_ok!(task.poll()), "done");
     assert!(

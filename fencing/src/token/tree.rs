@@ -50,7 +50,20 @@ use std::task::{Poll, Waker};
 const UNREGISTERED: usize = usize::MAX;
 
 /// A parent's children, by shard; each shard holds weak references.
-type Shards = Box<[Mutex<Slab<Weak<Node>>>]>;
+type Shards = Box<[Padded<Mutex<Slab<Weak<Node>>>>]>;
+
+/// Keeps each shard on cache lines of its own: shards used by different
+/// threads must not share a line (two lines, for adjacent-line prefetch).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 pub(crate) struct Node {
     reason: OnceLock<Reason>,
@@ -120,7 +133,7 @@ impl Node {
         }
         let shards = self.children.get_or_init(|| {
             (0..shard_count())
-                .map(|_| Mutex::new(Slab::new()))
+                .map(|_| Padded(Mutex::new(Slab::new())))
                 .collect()
         });
         let mut slab = lock(&shards[shard]);
