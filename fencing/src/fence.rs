@@ -122,6 +122,8 @@ struct Armed {
     /// Created by the first protection guard taken in the body.
     scope: Option<Arc<Scope>>,
     grace: Grace,
+    /// The deadline the timer is armed for.
+    timer_at: Option<Instant>,
     /// In firing order.
     reasons: Vec<Reason>,
 }
@@ -192,6 +194,7 @@ impl<F: Future> Fenced<F> {
                 interrupted: false,
                 scope: None,
                 grace: Grace::NotStarted,
+                timer_at: None,
                 reasons: Vec::new(),
             },
         }
@@ -395,8 +398,11 @@ impl Armed {
                 for trigger in self.fencing.triggers() {
                     trigger.drive();
                 }
-                let now = self.fencing.time_trigger().map(|_| Instant::now());
-                self.record(|time| now.is_some_and(|now| time.has_passed(now)))
+                let passed = self
+                    .fencing
+                    .time()
+                    .is_some_and(|time| time.has_passed(Instant::now()));
+                self.record(passed)
             }
             State::Done => panic!("`Fenced` polled after completion"),
         }
@@ -412,18 +418,27 @@ impl Armed {
             }
         }
         let mut deadline_passed = false;
-        let watch_deadline = !self.deadline_fired && self.grace == Grace::NotStarted;
-        if let (Some(time), true) = (self.fencing.time_trigger(), watch_deadline) {
-            if let TimerProj::Idle = timer.as_mut().project() {
-                timer.set(Timer::Armed {
-                    sleep: tokio::time::sleep_until(timer_deadline(time.at, Instant::now())),
-                });
+        if !self.deadline_fired && self.grace == Grace::NotStarted {
+            let at = self.fencing.time().map(|time| time.at);
+            match (at, timer.as_mut().project()) {
+                (None, TimerProj::Idle) => {}
+                // A handle removed the deadline.
+                (None, TimerProj::Armed { .. }) => timer.set(Timer::Idle),
+                (Some(at), TimerProj::Idle) => timer.set(Timer::Armed {
+                    sleep: tokio::time::sleep_until(timer_deadline(at, Instant::now())),
+                }),
+                // A handle moved the deadline.
+                (Some(at), TimerProj::Armed { sleep }) if self.timer_at != Some(at) => {
+                    sleep.reset(timer_deadline(at, Instant::now()));
+                }
+                (Some(_), TimerProj::Armed { .. }) => {}
             }
+            self.timer_at = at;
             if let TimerProj::Armed { sleep } = timer.project() {
                 deadline_passed = sleep.poll(cx).is_ready();
             }
         }
-        self.record(|_| deadline_passed);
+        self.record(deadline_passed);
     }
 
     /// Whether the pending body must be dropped now: a trigger has fired,
@@ -468,7 +483,7 @@ impl Armed {
     /// can tell without reading the clock) and release everything.
     fn complete(&mut self, timer: Pin<&mut Timer>) {
         let elapsed = self.timer_elapsed(timer.as_ref().get_ref());
-        self.record(|_| elapsed);
+        self.record(elapsed);
         self.finish(timer);
     }
 
@@ -502,7 +517,12 @@ impl Armed {
     /// longer watches the deadline. Either way: not passed.
     fn timer_elapsed(&self, timer: &Timer) -> bool {
         match timer {
-            Timer::Armed { sleep } => self.grace == Grace::NotStarted && sleep.is_elapsed(),
+            Timer::Armed { sleep } => {
+                self.grace == Grace::NotStarted
+                    && sleep.is_elapsed()
+                    // Not if a handle moved the deadline since it was armed.
+                    && self.fencing.time().map(|time| time.at) == self.timer_at
+            }
             Timer::Idle => false,
         }
     }
@@ -510,12 +530,12 @@ impl Armed {
     /// Appends to `reasons`, in the documented order, every trigger that has
     /// fired and is not recorded yet; `deadline_passed` says whether the
     /// deadline counts as passed. Returns `true` if it recorded any.
-    fn record(&mut self, deadline_passed: impl FnOnce(&crate::time::TimeTrigger) -> bool) -> bool {
+    fn record(&mut self, deadline_passed: bool) -> bool {
         let before = self.reasons.len();
-        if let (Some(time), false) = (self.fencing.time_trigger(), self.deadline_fired) {
-            if deadline_passed(time) {
-                self.deadline_fired = true;
+        if deadline_passed && !self.deadline_fired {
+            if let Some(time) = self.fencing.time() {
                 self.reasons.push(time.reason());
+                self.deadline_fired = true;
             }
         }
         for (i, trigger) in self.fencing.triggers().iter().enumerate() {
@@ -544,7 +564,7 @@ impl Armed {
         };
         let deadline = self
             .fencing
-            .time_trigger()
+            .time()
             .filter(|time| !self.deadline_fired && passed(time))
             .map(|time| time.reason());
         let others = self

@@ -1,10 +1,12 @@
 //! The [`Fencing`] builder: an immutable declaration of triggers.
 
 use crate::fence::Fenced;
+use crate::handle::FenceHandle;
 use crate::reason::Code;
 use crate::time::{deadline_after, TimeTrigger};
 use crate::token::Token;
 use crate::trigger::{FutureSource, Source, Trigger, Triggers};
+use std::borrow::Cow;
 use std::fmt;
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -268,6 +270,34 @@ impl Fencing {
         self.push(Source::Future(source))
     }
 
+    /// Arms a [`FenceHandle`]: it can cancel the fences run from this
+    /// `Fencing` with a reason, and move their deadline, from anywhere. Its
+    /// code labels both its cancellations and the deadlines it sets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{FenceHandle, Fencing};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let handle = FenceHandle::new();
+    /// let job = tokio::spawn(
+    ///     Fencing::new()
+    ///         .handle(&handle)
+    ///         .code("admin")
+    ///         .run(std::future::pending::<()>()),
+    /// );
+    /// handle.cancel_with("cancelled from the admin endpoint");
+    /// let err = job.await.unwrap().unwrap_err();
+    /// assert!(err.cancelled_by("admin"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn handle(self, handle: &FenceHandle) -> Self {
+        self.push(Source::Handle(handle.inner().clone()))
+    }
+
     #[inline]
     fn push(mut self, source: Source) -> Self {
         self.triggers.push(Trigger { source, code: None });
@@ -443,7 +473,30 @@ impl Fencing {
     /// ```
     #[must_use]
     pub fn effective_deadline(&self) -> Option<Instant> {
-        self.deadline.as_ref().map(|d| d.at)
+        self.time().map(|time| time.at)
+    }
+
+    /// The deadline in effect and the trigger that set it: the one a
+    /// [`FenceHandle`] moved it to, if any handle was rescheduled (the
+    /// earliest of them), else the tightest declared time trigger.
+    pub(crate) fn time(&self) -> Option<Cow<'_, TimeTrigger>> {
+        let mut rescheduled = None;
+        for trigger in self.triggers() {
+            if let Source::Handle(handle) = &trigger.source {
+                if let Some(time) = handle.time_trigger(trigger.code.as_ref()) {
+                    let current: &mut Option<TimeTrigger> = rescheduled.get_or_insert(None);
+                    if let Some(time) = time {
+                        if current.as_ref().map_or(true, |c| time.at < c.at) {
+                            *current = Some(time);
+                        }
+                    }
+                }
+            }
+        }
+        match rescheduled {
+            Some(time) => time.map(Cow::Owned),
+            None => self.deadline.as_ref().map(Cow::Borrowed),
+        }
     }
 
     /// The budget left before the deadline in effect, saturating at zero, or
@@ -494,10 +547,7 @@ impl Fencing {
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
         self.triggers().iter().any(|t| t.fired().is_some())
-            || self
-                .deadline
-                .as_ref()
-                .is_some_and(|d| d.has_passed(Instant::now()))
+            || self.time().is_some_and(|d| d.has_passed(Instant::now()))
     }
 
     /// Runs `body` inside a fence: the body is polled until it completes or
@@ -543,11 +593,6 @@ impl Fencing {
     }
 
     #[inline]
-    pub(crate) fn time_trigger(&self) -> Option<&TimeTrigger> {
-        self.deadline.as_ref()
-    }
-
-    #[inline]
     pub(crate) fn triggers(&self) -> &[Trigger] {
         self.triggers.as_slice()
     }
@@ -562,6 +607,7 @@ impl fmt::Debug for Fencing {
                 let kind = match t.source {
                     Source::Token(_) => "token",
                     Source::Future(_) => "future",
+                    Source::Handle(_) => "handle",
                 };
                 (kind, t.code.clone())
             })

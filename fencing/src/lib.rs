@@ -122,6 +122,7 @@ mod context;
 mod error;
 mod fence;
 mod fencing;
+mod handle;
 mod reason;
 mod slab;
 #[cfg(feature = "rt")]
@@ -134,6 +135,7 @@ pub use crate::context::{current, detach, protect, Bound, ProtectGuard};
 pub use crate::error::Cancelled;
 pub use crate::fence::{Fenced, WaitForFencing};
 pub use crate::fencing::{on_deadline, on_future, on_timeout, on_token, Fencing};
+pub use crate::handle::FenceHandle;
 pub use crate::reason::{Code, Message, Reason, ReasonKind};
 #[cfg(feature = "rt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rt")))]

@@ -18,6 +18,7 @@ use std::task::{Poll, Waker};
 pub(crate) enum Source {
     Token(Arc<Node>),
     Future(Arc<FutureSource>),
+    Handle(Arc<crate::handle::Inner>),
 }
 
 /// One declared trigger with its code.
@@ -32,6 +33,7 @@ impl Trigger {
         match &self.source {
             Source::Token(node) => node,
             Source::Future(source) => source.node(),
+            Source::Handle(handle) => handle.node(),
         }
     }
 

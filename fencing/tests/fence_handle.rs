@@ -1,0 +1,177 @@
+//! Manual control of an armed fence: cancel it with a reason from anywhere,
+//! and move its deadline earlier or later.
+
+use fencing::{FenceHandle, Fencing, ReasonKind};
+use std::future::pending;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{advance, Instant};
+use tokio_test::{assert_pending, assert_ready, task};
+
+#[tokio::test(start_paused = true)]
+async fn reschedule_cancel_from_another_task_and_thread() {
+    let handle = FenceHandle::new();
+    let job = tokio::spawn(
+        Fencing::new()
+            .timeout(Duration::from_secs(60))
+            .handle(&handle)
+            .code("admin")
+            .run(pending::<()>()),
+    );
+    tokio::task::yield_now().await;
+    let remote = handle.clone();
+    std::thread::spawn(move || assert!(remote.cancel_with("operator")))
+        .join()
+        .unwrap();
+    let err = job.await.unwrap().unwrap_err();
+    assert!(err.cancelled_by("admin"));
+    assert_eq!(err.reason().kind(), ReasonKind::Token);
+    assert_eq!(err.reason().message(), "operator");
+    assert!(!handle.cancel(), "the first cancel wins");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reschedule_cancel_before_the_fence_starts() {
+    let handle = FenceHandle::new();
+    handle.cancel();
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    let fenced = Fencing::new()
+        .handle(&handle)
+        .run(async move { s.store(true, Ordering::SeqCst) });
+    assert!(fenced.is_cancelled(), "inspect before await");
+    assert!(fenced.await.is_err());
+    assert!(!started.load(Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reschedule_earlier_fires_at_the_new_deadline() {
+    let handle = FenceHandle::new();
+    let fencing = Fencing::new()
+        .timeout(Duration::from_secs(60))
+        .code("budget")
+        .handle(&handle)
+        .code("moved");
+    let mut fenced = task::spawn(fencing.clone().run(pending::<()>()));
+    assert_pending!(fenced.poll());
+
+    let at = Instant::now() + Duration::from_secs(1);
+    handle.reschedule(at);
+    assert!(fenced.is_woken(), "a running fence re-arms at once");
+    assert_eq!(fencing.effective_deadline(), Some(at), "reflected at once");
+    assert_pending!(fenced.poll());
+
+    advance(Duration::from_millis(999)).await;
+    assert_pending!(fenced.poll());
+    advance(Duration::from_millis(1)).await;
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert!(err.cancelled_by("moved"));
+    assert!(!err.cancelled_by("budget"));
+    assert!(err.is_deadline());
+}
+
+#[tokio::test(start_paused = true)]
+async fn reschedule_later_replaces_the_declared_timeout() {
+    let handle = FenceHandle::new();
+    let mut fenced = task::spawn(
+        Fencing::new()
+            .timeout(Duration::from_secs(1))
+            .code("budget")
+            .handle(&handle)
+            .code("extended")
+            .run(pending::<()>()),
+    );
+    assert_pending!(fenced.poll());
+    handle.reschedule_after(Duration::from_secs(10));
+    assert_pending!(fenced.poll());
+
+    advance(Duration::from_secs(1)).await;
+    assert_pending!(fenced.poll(), "the declared 1 s no longer applies");
+    advance(Duration::from_secs(9)).await;
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert!(err.cancelled_by("extended"));
+    assert_eq!(err.reason().message(), "timed out after 10s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reschedule_after_the_old_deadline_elapsed_but_before_the_poll() {
+    let handle = FenceHandle::new();
+    let mut fenced = task::spawn(
+        Fencing::new()
+            .timeout(Duration::from_secs(1))
+            .handle(&handle)
+            .run(pending::<()>()),
+    );
+    assert_pending!(fenced.poll());
+    advance(Duration::from_secs(1)).await;
+    assert!(fenced.is_woken(), "the old deadline's timer fired");
+    handle.reschedule_after(Duration::from_secs(5));
+    assert_pending!(fenced.poll(), "moved later before the fence looked");
+    advance(Duration::from_secs(5)).await;
+    assert!(assert_ready!(fenced.poll()).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn reschedule_with_an_overflowing_duration_removes_the_deadline() {
+    let handle = FenceHandle::new();
+    let fencing = Fencing::new()
+        .timeout(Duration::from_secs(1))
+        .handle(&handle);
+    let mut fenced = task::spawn(fencing.clone().run(pending::<()>()));
+    assert_pending!(fenced.poll());
+    handle.reschedule_after(Duration::MAX);
+    assert_eq!(fencing.effective_deadline(), None);
+    assert_pending!(fenced.poll());
+    advance(Duration::from_secs(3600)).await;
+    assert_pending!(fenced.poll(), "no deadline any more");
+    handle.cancel();
+    assert!(assert_ready!(fenced.poll()).is_err(), "still cancellable");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reschedule_in_the_past_fires_at_the_next_poll() {
+    let handle = FenceHandle::new();
+    let mut fenced = task::spawn(
+        Fencing::new()
+            .handle(&handle)
+            .code("now")
+            .run(pending::<()>()),
+    );
+    assert_pending!(fenced.poll());
+    handle.reschedule(Instant::now() - Duration::from_secs(1));
+    assert!(fenced.is_woken());
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert!(err.cancelled_by("now"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reschedule_idle_timeout_is_one_line_per_progress() {
+    let idle = FenceHandle::new();
+    idle.reschedule_after(Duration::from_secs(5));
+    let progress = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = progress.clone();
+    let started = Instant::now();
+    let err = Fencing::new()
+        .handle(&idle)
+        .code("idle")
+        .run(async {
+            // Steps of 1, 2, 3, ... s. The 5 s step ends in the same tick as
+            // the idle limit and wins the tie; the 6 s step exceeds it.
+            for step in 1..=10 {
+                tokio::time::sleep(Duration::from_secs(step)).await;
+                p.fetch_add(1, Ordering::SeqCst);
+                idle.reschedule_after(Duration::from_secs(5));
+            }
+        })
+        .await
+        .unwrap_err();
+    assert!(err.cancelled_by("idle"));
+    assert_eq!(
+        progress.load(Ordering::SeqCst),
+        5,
+        "steps of 1 to 5 s made progress"
+    );
+    // 1+2+3+4+5 s of progress, then 5 s idle.
+    assert_eq!(started.elapsed(), Duration::from_secs(20));
+}
