@@ -139,7 +139,7 @@ pub use crate::handle::FenceHandle;
 pub use crate::reason::{Code, Message, Reason, ReasonKind};
 #[cfg(feature = "rt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
-pub use crate::task::{spawn, spawn_blocking};
+pub use crate::task::{shield, spawn, spawn_blocking, Shielded};
 pub use crate::token::{
     DropGuard, DropGuardRef, Token, WaitForCancellation, WaitForCancellationOwned,
 };

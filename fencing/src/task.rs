@@ -5,6 +5,8 @@
 
 use crate::context::{current, enter_sync};
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::task::JoinHandle;
 
 /// Spawns `future` on the current tokio runtime with the current context
@@ -90,4 +92,82 @@ where
 {
     let fencing = current();
     tokio::task::spawn_blocking(move || enter_sync(fencing, f))
+}
+
+/// Runs `future` to completion even if the code awaiting it is dropped: it
+/// is spawned as a task of its own, so a fence around the caller that drops
+/// the caller does not drop the shielded work. The task runs with the current
+/// context, so inner code still sees the deadline and the triggers (a fence
+/// derived inside it fires as usual); shield a [`detach`](crate::detach)ed
+/// future to keep nothing of them.
+///
+/// The returned [`Shielded`] resolves to the output. If the caller was
+/// dropped first, the output has nowhere to go: it is dropped in the task
+/// when the work finishes, and nothing is reported. Work whose result must
+/// not be lost sends it somewhere itself (a channel, a store), as below.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{shield, Fencing, Token};
+/// use std::time::Duration;
+/// use tokio::sync::oneshot;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let shutdown = Token::new();
+/// let (audit_tx, audit_rx) = oneshot::channel();
+/// let request = tokio::spawn(Fencing::new().token(&shutdown).run(async move {
+///     shield(async move {
+///         tokio::time::sleep(Duration::from_secs(1)).await; // the commit
+///         let _ = audit_tx.send("committed");
+///     })
+///     .await;
+/// }));
+/// tokio::task::yield_now().await;
+/// shutdown.cancel(); // drops the request...
+/// assert!(request.await.unwrap().is_err());
+/// assert_eq!(audit_rx.await.unwrap(), "committed"); // ...not the commit
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// Panics if called outside a tokio runtime, as [`tokio::spawn`] does. A
+/// panic in the shielded work is resumed in the caller awaiting it.
+#[track_caller]
+pub fn shield<F>(future: F) -> Shielded<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    Shielded {
+        task: spawn(future),
+    }
+}
+
+/// The future returned by [`shield`]: resolves to the shielded work's output.
+///
+/// # Cancel safety
+///
+/// Dropping it does not stop the shielded work; see [`shield`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Shielded<T> {
+    task: JoinHandle<T>,
+}
+
+impl<T> Future for Shielded<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match Pin::new(&mut self.task).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(output)) => Poll::Ready(output),
+            Poll::Ready(Err(err)) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            // Only a runtime shutting down cancels the task; a caller still
+            // awaiting it then is on another runtime, and cannot get a value.
+            Poll::Ready(Err(err)) => panic!("shielded work did not complete: {err}"),
+        }
+    }
 }

@@ -371,3 +371,55 @@ async fn shield_and_detach_detached_context_keeps_no_outer_trigger() {
         .await;
     assert_eq!(audit.unwrap(), "audited");
 }
+
+#[tokio::test(start_paused = true)]
+async fn shield_and_detach_shielded_work_completes_when_the_caller_is_dropped() {
+    let shutdown = Token::new();
+    let committed = Arc::new(AtomicBool::new(false));
+    let c = committed.clone();
+    let mut request = task::spawn(Fencing::new().token(&shutdown).run(async move {
+        fencing::shield(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            c.store(true, Ordering::SeqCst);
+        })
+        .await;
+        "answered"
+    }));
+    assert_pending!(request.poll());
+    shutdown.cancel();
+    assert!(
+        assert_ready!(request.poll()).is_err(),
+        "the caller was dropped"
+    );
+    assert!(!committed.load(Ordering::SeqCst));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        committed.load(Ordering::SeqCst),
+        "the shielded work ran to the end"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shield_and_detach_output_reaches_a_caller_still_there() {
+    let budget = Fencing::new().timeout(Duration::from_secs(10));
+    let at = budget.effective_deadline();
+    let (value, seen) = budget
+        .run(async { fencing::shield(async { (41 + 1, current().effective_deadline()) }).await })
+        .await
+        .unwrap();
+    assert_eq!(value, 42);
+    assert_eq!(seen, at, "the shielded task runs with the current context");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shield_and_detach_a_panic_in_shielded_work_reaches_the_caller() {
+    let caller = tokio::spawn(async {
+        fencing::shield(async {
+            std::panic::panic_any(7_u32);
+        })
+        .await;
+    });
+    let err = caller.await.unwrap_err();
+    assert_eq!(err.into_panic().downcast_ref::<u32>(), Some(&7));
+}
