@@ -393,7 +393,8 @@ async fn shield_and_detach_shielded_work_completes_when_the_caller_is_dropped() 
     );
     assert!(!committed.load(Ordering::SeqCst));
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The shielded task starts its 2 s when first polled, after this point.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         committed.load(Ordering::SeqCst),
         "the shielded work ran to the end"
