@@ -13,6 +13,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 
+#[cfg(feature = "stream")]
+mod stream;
+#[cfg(feature = "stream")]
+pub use stream::FencedStream;
+
 pin_project! {
     /// A future running a body inside a fence. Created by
     /// [`Fencing::run`].
@@ -186,17 +191,7 @@ impl<F: Future> Fenced<F> {
         Self {
             body: Body::Live { future: body },
             timer: Timer::Idle,
-            armed: Armed {
-                fencing,
-                state: State::Fresh,
-                slots: Slots::default(),
-                deadline_fired: false,
-                interrupted: false,
-                scope: None,
-                grace: Grace::NotStarted,
-                timer_at: None,
-                reasons: Vec::new(),
-            },
+            armed: Armed::new(fencing),
         }
     }
 }
@@ -386,6 +381,36 @@ impl<F: Future> Future for Fenced<F> {
 }
 
 impl Armed {
+    fn new(fencing: Fencing) -> Self {
+        Self {
+            fencing,
+            state: State::Fresh,
+            slots: Slots::default(),
+            deadline_fired: false,
+            interrupted: false,
+            scope: None,
+            grace: Grace::NotStarted,
+            timer_at: None,
+            reasons: Vec::new(),
+        }
+    }
+
+    /// Between two items of a fenced stream that is always ready: records
+    /// what fired without registering anything. Returns `true` if any
+    /// trigger has fired.
+    #[cfg(feature = "stream")]
+    fn fired_between(&mut self, timer: &Timer) -> bool {
+        let passed = match timer {
+            Timer::Armed { .. } => self.timer_elapsed(timer),
+            Timer::Idle => self
+                .fencing
+                .time()
+                .is_some_and(|time| time.has_passed(Instant::now())),
+        };
+        self.record(passed);
+        !self.reasons.is_empty()
+    }
+
     /// Moves a fresh fence to running. Returns `true` if a trigger had fired
     /// before the body was ever polled.
     fn start(&mut self) -> bool {

@@ -447,6 +447,18 @@ impl Fencing {
         crate::fence::WaitForFencing::new(self)
     }
 
+    /// Runs `stream` inside a fence: items flow until a trigger fires, then
+    /// the stream ends; see [`FencedStream`](crate::FencedStream).
+    ///
+    /// # Examples
+    ///
+    /// See [`FencedStream`](crate::FencedStream).
+    #[cfg(feature = "stream")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+    pub fn stream<S: futures_core::Stream>(self, stream: S) -> crate::FencedStream<S> {
+        crate::FencedStream::new(self, stream)
+    }
+
     pub(crate) fn grace_for_fence(&self) -> Option<Duration> {
         self.grace
     }

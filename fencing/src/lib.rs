@@ -89,8 +89,10 @@
 //! The core depends on `tokio` (with its `time` feature) and
 //! `pin-project-lite` only.
 //!
-//! - `rt` (default): [`spawn`] and [`spawn_blocking`], which carry the
-//!   context into new tasks; enables `tokio/rt`.
+//! - `rt` (default): [`spawn`], [`spawn_blocking`] and [`shield`], which
+//!   carry the context into new tasks; enables `tokio/rt`.
+//! - `stream`: [`Fencing::stream`] runs a `futures_core::Stream` inside a
+//!   fence ([`FencedStream`]); adds the `futures-core` dependency.
 //!
 //! # Cancel safety
 //!
@@ -112,7 +114,10 @@
 //! (test and debugging aids).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The crate docs link to the `rt` helpers, which are absent without it.
-#![cfg_attr(not(feature = "rt"), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(
+    not(all(feature = "rt", feature = "stream")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 #![doc(test(
     no_crate_inject,
     attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))
@@ -133,6 +138,9 @@ mod trigger;
 
 pub use crate::context::{current, detach, protect, Bound, ProtectGuard};
 pub use crate::error::Cancelled;
+#[cfg(feature = "stream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+pub use crate::fence::FencedStream;
 pub use crate::fence::{Fenced, WaitForFencing};
 pub use crate::fencing::{on_deadline, on_future, on_timeout, on_token, Fencing};
 pub use crate::handle::FenceHandle;

@@ -1,0 +1,212 @@
+//! [`FencedStream`]: a stream run inside a fence.
+
+use super::{Armed, State, Timer};
+use crate::context::enter;
+use crate::error::Cancelled;
+use crate::fencing::Fencing;
+use crate::reason::{Code, Reason};
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pin_project! {
+    /// A stream running inside a fence. Created by [`Fencing::stream`].
+    ///
+    /// Items flow until a trigger fires; then the inner stream is dropped
+    /// and this one ends. Afterwards [`delivered`](Self::delivered) tells
+    /// how many items got through and [`reasons`](Self::reasons) why it
+    /// stopped (hother's `stream()` with partial results). The rules are
+    /// those of [`Fenced`](crate::Fenced), item by item: a stream whose
+    /// trigger fired before its first poll is never polled; an item that is
+    /// ready is delivered even if a trigger fired in the same poll; before
+    /// each later item the triggers are checked, so a stream that is always
+    /// ready stops too. The inner stream's polls run with the `Fencing` as
+    /// their context.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::pin::pin;
+    /// use std::time::Duration;
+    /// # use futures_core::Stream;
+    /// # use std::task::{Context, Poll};
+    /// # struct Ticks(tokio::time::Interval, u32);
+    /// # impl Stream for Ticks {
+    /// #     type Item = u32;
+    /// #     fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<u32>> {
+    /// #         self.0.poll_tick(cx).map(|_| { self.1 += 1; Some(self.1) })
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // One item a second, for ever; a budget of 3.5 s.
+    /// # let ticks = Ticks(tokio::time::interval(Duration::from_secs(1)), 0);
+    /// let mut items = pin!(Fencing::new()
+    ///     .timeout(Duration::from_millis(3_500))
+    ///     .code("budget")
+    ///     .stream(ticks));
+    ///
+    /// let mut got = Vec::new();
+    /// while let Some(item) = std::future::poll_fn(|cx| items.as_mut().poll_next(cx)).await {
+    ///     got.push(item);
+    /// }
+    /// assert_eq!(got, [1, 2, 3, 4]); // at 0 s, 1 s, 2 s and 3 s
+    /// assert_eq!(items.delivered(), 4);
+    /// assert!(items.cancelled().unwrap().cancelled_by("budget"));
+    /// # }
+    /// ```
+    #[must_use = "streams do nothing unless polled"]
+    pub struct FencedStream<S> {
+        #[pin]
+        stream: Inner<S>,
+        #[pin]
+        timer: Timer,
+        armed: Armed,
+        delivered: usize,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<S> {
+        Live { #[pin] stream: S },
+        Gone,
+    }
+}
+
+impl<S: Stream> FencedStream<S> {
+    pub(crate) fn new(fencing: Fencing, stream: S) -> Self {
+        Self {
+            stream: Inner::Live { stream },
+            timer: Timer::Idle,
+            armed: Armed::new(fencing),
+            delivered: 0,
+        }
+    }
+}
+
+impl<S> FencedStream<S> {
+    /// How many items the stream has delivered.
+    ///
+    /// # Examples
+    ///
+    /// See the [type's example](FencedStream).
+    #[must_use]
+    pub fn delivered(&self) -> usize {
+        self.delivered
+    }
+
+    /// Returns `true` if a trigger fired (whether or not it stopped the
+    /// stream).
+    ///
+    /// # Examples
+    ///
+    /// See the [type's example](FencedStream).
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        !self.armed.reasons.is_empty() || self.armed.unrecorded(&self.timer).next().is_some()
+    }
+
+    /// Returns `true` if a trigger stopped the stream before its end.
+    ///
+    /// # Examples
+    ///
+    /// See the [type's example](FencedStream).
+    #[must_use]
+    pub fn is_interrupted(&self) -> bool {
+        self.armed.interrupted
+    }
+
+    /// Every reason that has fired, in firing order.
+    ///
+    /// # Examples
+    ///
+    /// See the [type's example](FencedStream).
+    #[must_use]
+    pub fn reasons(&self) -> Vec<Reason> {
+        let mut reasons = self.armed.reasons.clone();
+        reasons.extend(self.armed.unrecorded(&self.timer));
+        reasons
+    }
+
+    /// Returns `true` if a trigger declared with `code` has fired.
+    ///
+    /// # Examples
+    ///
+    /// See the [type's example](FencedStream).
+    #[must_use]
+    pub fn cancelled_by(&self, code: impl Into<Code>) -> bool {
+        let code = code.into();
+        self.reasons().iter().any(|r| r.code() == Some(&code))
+    }
+
+    /// The cancellation that stopped the stream, if a trigger did.
+    ///
+    /// # Examples
+    ///
+    /// See the [type's example](FencedStream).
+    #[must_use]
+    pub fn cancelled(&self) -> Option<Cancelled> {
+        self.is_interrupted()
+            .then(|| Cancelled::new(self.armed.reasons.clone()))
+    }
+}
+
+impl<S: Stream> Stream for FencedStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let mut this = self.project();
+        if this.armed.state == State::Done {
+            return Poll::Ready(None);
+        }
+        let started = this.armed.state == State::Running;
+        if this.armed.start()
+            || (started && this.armed.fired_between(this.timer.as_ref().get_ref()))
+        {
+            this.stream.set(Inner::Gone);
+            this.armed.interrupt(this.timer);
+            return Poll::Ready(None);
+        }
+        let InnerProj::Live { stream } = this.stream.as_mut().project() else {
+            unreachable!("a fenced stream whose inner stream is gone is done");
+        };
+        let armed = &mut *this.armed;
+        let polled = enter(&mut armed.fencing, Some(&mut armed.scope), || {
+            stream.poll_next(cx)
+        });
+        match polled {
+            Poll::Ready(Some(item)) => {
+                *this.delivered += 1;
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => {
+                this.armed.complete(this.timer);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                this.armed.poll_triggers(cx, this.timer.as_mut());
+                if this.armed.must_drop(cx, this.timer.as_mut()) {
+                    this.stream.set(Inner::Gone);
+                    this.armed.interrupt(this.timer);
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S> fmt::Debug for FencedStream<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FencedStream")
+            .field("fencing", &self.armed.fencing)
+            .field("delivered", &self.delivered)
+            .field("reasons", &self.armed.reasons)
+            .finish_non_exhaustive()
+    }
+}
