@@ -67,7 +67,11 @@
 //!   deadlines as parameters. [`spawn`] and [`spawn_blocking`] carry it into
 //!   new tasks (`tokio::spawn` does not); [`detach`] runs work without it.
 //! - [`protect`]: a guard that defers a fence's hard cancel over a commit
-//!   point.
+//!   point; [`Fencing::grace`]: a two-phase cancel; [`shield`]: work that
+//!   finishes even when its caller is dropped; [`FenceHandle`]: cancel a
+//!   running fence or move its deadline from outside.
+//!
+//! The [`guide`] says which of these to reach for.
 //!
 //! # Triggers
 //!
@@ -124,6 +128,8 @@
 ))]
 
 mod context;
+#[doc = include_str!("../docs/guide.md")]
+pub mod guide {}
 mod error;
 mod fence;
 mod fencing;
