@@ -424,3 +424,24 @@ async fn shield_and_detach_a_panic_in_shielded_work_reaches_the_caller() {
     let err = caller.await.unwrap_err();
     assert_eq!(err.into_panic().downcast_ref::<u32>(), Some(&7));
 }
+
+#[tokio::test(start_paused = true)]
+async fn effective_deadline_moving_a_deadline_is_reflected_at_once() {
+    let handle = fencing::FenceHandle::new();
+    let request = Fencing::new()
+        .timeout(Duration::from_secs(30))
+        .handle(&handle);
+    let seen = request
+        .run(async {
+            let before = current().remaining();
+            handle.reschedule_after(Duration::from_secs(2));
+            let after = current().remaining();
+            (before, after)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        (Some(Duration::from_secs(30)), Some(Duration::from_secs(2)))
+    );
+}
