@@ -459,8 +459,10 @@ impl Fencing {
         crate::FencedStream::new(self, stream)
     }
 
+    /// The grace period a fence waits out; a zero one is none at all, so
+    /// the body is dropped in the poll that sees the trigger.
     pub(crate) fn grace_for_fence(&self) -> Option<Duration> {
-        self.grace
+        self.grace.filter(|grace| !grace.is_zero())
     }
 
     /// The deadline in effect: the tightest of the declared time triggers,
