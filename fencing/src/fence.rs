@@ -129,8 +129,26 @@ struct Armed {
     grace: Grace,
     /// The deadline the timer is armed for.
     timer_at: Option<Instant>,
+    /// Counts the armed timer in the live counts (`test-util`).
+    timer_count: Option<TimerCount>,
     /// In firing order.
     reasons: Vec<Reason>,
+}
+
+/// Present while the fence's timer is armed: counts it in the live counts.
+struct TimerCount(());
+
+impl TimerCount {
+    fn new() -> Self {
+        crate::debug::timer_armed();
+        Self(())
+    }
+}
+
+impl Drop for TimerCount {
+    fn drop(&mut self) {
+        crate::debug::timer_released();
+    }
 }
 
 /// The grace period of a two-phase cancel.
@@ -391,6 +409,7 @@ impl Armed {
             scope: None,
             grace: Grace::NotStarted,
             timer_at: None,
+            timer_count: None,
             reasons: Vec::new(),
         }
     }
@@ -448,10 +467,16 @@ impl Armed {
             match (at, timer.as_mut().project()) {
                 (None, TimerProj::Idle) => {}
                 // A handle removed the deadline.
-                (None, TimerProj::Armed { .. }) => timer.set(Timer::Idle),
-                (Some(at), TimerProj::Idle) => timer.set(Timer::Armed {
-                    sleep: tokio::time::sleep_until(timer_deadline(at, Instant::now())),
-                }),
+                (None, TimerProj::Armed { .. }) => {
+                    timer.set(Timer::Idle);
+                    self.timer_count = None;
+                }
+                (Some(at), TimerProj::Idle) => {
+                    timer.set(Timer::Armed {
+                        sleep: tokio::time::sleep_until(timer_deadline(at, Instant::now())),
+                    });
+                    self.timer_count = Some(TimerCount::new());
+                }
                 // A handle moved the deadline.
                 (Some(at), TimerProj::Armed { sleep }) if self.timer_at != Some(at) => {
                     sleep.reset(timer_deadline(at, Instant::now()));
@@ -488,9 +513,12 @@ impl Armed {
             match timer.as_mut().project() {
                 TimerProj::Armed { sleep } if sleep.deadline() != until => sleep.reset(until),
                 TimerProj::Armed { .. } => {}
-                TimerProj::Idle => timer.set(Timer::Armed {
-                    sleep: tokio::time::sleep_until(until),
-                }),
+                TimerProj::Idle => {
+                    timer.set(Timer::Armed {
+                        sleep: tokio::time::sleep_until(until),
+                    });
+                    self.timer_count = Some(TimerCount::new());
+                }
             }
             if let TimerProj::Armed { sleep } = timer.project() {
                 if sleep.poll(cx).is_pending() {
@@ -525,6 +553,7 @@ impl Armed {
         self.release();
         if let TimerProj::Armed { .. } = timer.as_mut().project() {
             timer.set(Timer::Idle);
+            self.timer_count = None;
         }
     }
 

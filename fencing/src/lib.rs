@@ -128,6 +128,7 @@
 ))]
 
 mod context;
+mod debug;
 #[doc = include_str!("../docs/guide.md")]
 pub mod guide {}
 mod error;
@@ -143,6 +144,9 @@ mod token;
 mod trigger;
 
 pub use crate::context::{current, detach, protect, Bound, ProtectGuard};
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub use crate::debug::{__live_counts, LiveCounts};
 pub use crate::error::Cancelled;
 #[cfg(feature = "stream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
@@ -155,5 +159,5 @@ pub use crate::reason::{Code, Message, Reason, ReasonKind};
 #[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
 pub use crate::task::{shield, spawn, spawn_blocking, Shielded};
 pub use crate::token::{
-    DropGuard, DropGuardRef, Token, WaitForCancellation, WaitForCancellationOwned,
+    DropGuard, DropGuardRef, OnCancel, Token, WaitForCancellation, WaitForCancellationOwned,
 };

@@ -1,9 +1,11 @@
 //! [`Token`], the manual trigger, and its futures and guards.
 
 mod guard;
+mod hook;
 pub(crate) mod tree;
 
 pub use guard::{DropGuard, DropGuardRef};
+pub use hook::OnCancel;
 
 use crate::reason::{Message, Reason};
 use std::fmt;
@@ -266,6 +268,37 @@ impl Token {
             // Spurious unparks are fine: the loop polls again.
             std::thread::park();
         }
+    }
+
+    /// Registers `hook` to run once, synchronously, when the token is
+    /// cancelled (Go's `context.AfterFunc`, .NET's `Register`).
+    ///
+    /// The hook runs on the thread that cancels, after the reason is set and
+    /// never under an internal lock, so it may cancel tokens (this one
+    /// included: that returns `false`), register hooks or wake tasks. If the
+    /// token is cancelled already, it runs at once, before `on_cancel`
+    /// returns. Dropping the returned [`OnCancel`] first removes it, and then
+    /// it never runs. Keep hooks short: they run inside `cancel`. A hook that
+    /// panics does not stop the others or the cancellation of children; its
+    /// panic is resumed from `cancel` once the whole tree is cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// let token = fencing::Token::new();
+    /// let (tx, rx) = mpsc::channel();
+    /// let _hook = token.on_cancel(move |reason| tx.send(reason.message().to_owned()).unwrap());
+    /// token.cancel_with("disk full");
+    /// assert_eq!(rx.try_recv().unwrap(), "disk full");
+    /// ```
+    pub fn on_cancel<F>(&self, hook: F) -> OnCancel
+    where
+        F: FnOnce(&Reason) + Send + 'static,
+    {
+        let key = self.node.add_hook(Box::new(hook));
+        OnCancel::new(Arc::clone(&self.node), key)
     }
 
     /// Returns a guard that cancels the token when dropped, unless

@@ -65,9 +65,17 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
+/// Something waiting for a node to be cancelled.
+pub(crate) enum Waiter {
+    /// A task, woken on cancel (or by `wake_all`).
+    Task(Waker),
+    /// An on-cancel hook, called once with the reason.
+    Hook(Box<dyn FnOnce(&Reason) + Send>),
+}
+
 pub(crate) struct Node {
     reason: OnceLock<Reason>,
-    waiters: Mutex<Slab<Waker>>,
+    waiters: Mutex<Slab<Waiter>>,
     /// Allocated with the first child, so leaves pay nothing for it.
     children: OnceLock<Shards>,
     parent: Option<Arc<Self>>,
@@ -106,6 +114,7 @@ fn this_thread_shard() -> usize {
 
 impl Node {
     pub(crate) fn new() -> Arc<Self> {
+        crate::debug::node_created();
         Arc::new(Self {
             reason: OnceLock::new(),
             waiters: Mutex::new(Slab::new()),
@@ -118,6 +127,7 @@ impl Node {
 
     pub(crate) fn child(self: &Arc<Self>) -> Arc<Self> {
         let shard = this_thread_shard();
+        crate::debug::node_created();
         let child = Arc::new(Self {
             reason: OnceLock::new(),
             waiters: Mutex::new(Slab::new()),
@@ -162,17 +172,31 @@ impl Node {
         if self.reason.set(reason).is_err() {
             return false;
         }
+        let mut panic = None;
         let mut stack = vec![Arc::clone(self)];
         while let Some(node) = stack.pop() {
-            // `node` is cancelled: wake its waiters, then queue its children.
-            let wakers: Vec<Waker> = lock(&node.waiters).drain().collect();
-            for waker in wakers {
-                waker.wake();
+            // `node` is cancelled: wake its waiters and run its hooks (no
+            // lock held), then queue its children.
+            let waiters: Vec<Waiter> = lock(&node.waiters).drain().collect();
+            crate::debug::waiters_drained(waiters.len());
+            let reason = node.reason.get().expect("set above or by the parent");
+            for waiter in waiters {
+                match waiter {
+                    Waiter::Task(waker) => waker.wake(),
+                    Waiter::Hook(hook) => {
+                        // A panicking hook must not leave the rest of the
+                        // tree uncancelled: finish, then resume the panic.
+                        let ran =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(reason)));
+                        if let Err(payload) = ran {
+                            panic.get_or_insert(payload);
+                        }
+                    }
+                }
             }
             let Some(shards) = node.children.get() else {
                 continue;
             };
-            let reason = node.reason.get().expect("set above or by the parent");
             for shard in shards.iter() {
                 let children: Vec<Arc<Self>> =
                     lock(shard).iter().filter_map(Weak::upgrade).collect();
@@ -184,6 +208,9 @@ impl Node {
                     }
                 }
             }
+        }
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
         }
         true
     }
@@ -200,10 +227,11 @@ impl Node {
             return Poll::Ready(reason.clone());
         }
         let replaced = match key.and_then(|k| waiters.get_mut(k)) {
-            Some(registered) if registered.will_wake(waker) => None,
-            Some(registered) => Some(std::mem::replace(registered, waker.clone())),
+            Some(Waiter::Task(registered)) if registered.will_wake(waker) => None,
+            Some(registered) => Some(std::mem::replace(registered, Waiter::Task(waker.clone()))),
             None => {
-                *key = Some(waiters.insert(waker.clone()));
+                *key = Some(waiters.insert(Waiter::Task(waker.clone())));
+                crate::debug::waiter_added();
                 None
             }
         };
@@ -214,6 +242,37 @@ impl Node {
         Poll::Pending
     }
 
+    /// Registers `hook` to run once with the reason when the node is
+    /// cancelled; returns its key, or runs it at once (no lock held) and
+    /// returns `None` if the node is cancelled already.
+    pub(crate) fn add_hook(&self, hook: Box<dyn FnOnce(&Reason) + Send>) -> Option<usize> {
+        let mut waiters = lock(&self.waiters);
+        if let Some(reason) = self.reason.get() {
+            drop(waiters);
+            hook(reason);
+            return None;
+        }
+        let key = waiters.insert(Waiter::Hook(hook));
+        crate::debug::waiter_added();
+        Some(key)
+    }
+
+    /// Removes the hook under `key`. Returns `true` if it was still
+    /// registered, so it will never run; `false` if cancellation took it.
+    pub(crate) fn remove_hook(&self, key: usize) -> bool {
+        if self.is_cancelled() {
+            return false;
+        }
+        let removed = lock(&self.waiters).remove(key);
+        let found = removed.is_some();
+        if found {
+            crate::debug::waiter_removed();
+        }
+        // Dropped outside the lock: a hook's captures may run any code.
+        drop(removed);
+        found
+    }
+
     /// Forgets the waker registered under `key`, if any.
     pub(crate) fn deregister(&self, key: &mut Option<usize>) {
         if let Some(k) = key.take() {
@@ -221,6 +280,9 @@ impl Node {
             // nobody: there is nothing to remove.
             if !self.is_cancelled() {
                 let removed = lock(&self.waiters).remove(k);
+                if removed.is_some() {
+                    crate::debug::waiter_removed();
+                }
                 drop(removed);
             }
         }
@@ -230,7 +292,13 @@ impl Node {
     /// by future triggers to get whichever fence is still alive to drive the
     /// shared future again.
     pub(crate) fn wake_all(&self) {
-        let wakers: Vec<Waker> = lock(&self.waiters).iter().cloned().collect();
+        let wakers: Vec<Waker> = lock(&self.waiters)
+            .iter()
+            .filter_map(|waiter| match waiter {
+                Waiter::Task(waker) => Some(waker.clone()),
+                Waiter::Hook(_) => None,
+            })
+            .collect();
         for waker in wakers {
             waker.wake();
         }
@@ -270,6 +338,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        crate::debug::node_dropped();
         // Dropping the last reference to the parent would drop the parent
         // from inside this drop, and so on up a chain of handle-less
         // ancestors: unwind such a chain in a loop instead of recursing.
