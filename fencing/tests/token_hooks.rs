@@ -134,7 +134,6 @@ fn on_cancel_hook_from_any_thread() {
     let _hook = token.on_cancel(move |_| {
         count.fetch_add(1, Ordering::SeqCst);
     });
-    let remote = token.clone();
-    std::thread::spawn(move || remote.cancel()).join().unwrap();
+    std::thread::spawn(move || token.cancel()).join().unwrap();
     assert_eq!(read(), 1);
 }
