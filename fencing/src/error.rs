@@ -201,6 +201,24 @@ impl Cancelled {
         self.any(ReasonKind::Token)
     }
 
+    /// Returns `true` if an OS signal was among the reasons.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let token = fencing::Token::new();
+    /// token.cancel();
+    /// let err = fencing::Fencing::new().token(&token).run(async {}).await.unwrap_err();
+    /// assert!(!err.is_signal());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn is_signal(&self) -> bool {
+        self.any(ReasonKind::Signal)
+    }
+
     /// Returns `true` if a future declared as a trigger was among the reasons.
     ///
     /// # Examples

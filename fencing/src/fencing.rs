@@ -2,7 +2,7 @@
 
 use crate::fence::Fenced;
 use crate::handle::FenceHandle;
-use crate::reason::Code;
+use crate::reason::{Code, Reason};
 use crate::time::{deadline_after, TimeTrigger};
 use crate::token::Token;
 use crate::trigger::{FutureSource, Source, Trigger, Triggers};
@@ -264,10 +264,15 @@ impl Fencing {
         F::IntoFuture: Send + 'static,
     {
         let future = future.into_future();
-        let source = FutureSource::new(Box::pin(async move {
+        self.trigger(Box::pin(async move {
             future.await;
-        }));
-        self.push(Source::Future(source))
+            Reason::future(None)
+        }))
+    }
+
+    /// Adds a trigger that fires with the reason `future` resolves to.
+    pub(crate) fn trigger(self, future: crate::trigger::BoxFuture) -> Self {
+        self.push(Source::Future(FutureSource::new(future)))
     }
 
     /// Arms a [`FenceHandle`]: it can cancel the fences run from this

@@ -161,3 +161,4 @@ pub use crate::task::{shield, spawn, spawn_blocking, Shielded};
 pub use crate::token::{
     DropGuard, DropGuardRef, OnCancel, Token, WaitForCancellation, WaitForCancellationOwned,
 };
+pub use crate::trigger::{Verdict, ZeroInterval};

@@ -203,6 +203,13 @@ pub enum ReasonKind {
     /// A future declared as a trigger completed (declared with
     /// [`Fencing::future`](crate::Fencing::future)).
     Future,
+    /// An OS signal arrived.
+    Signal,
+    /// A polled condition became true, or could not be evaluated.
+    Condition,
+    /// Every part of an all-of trigger fired (declared with
+    /// [`Fencing::all_of`](crate::Fencing::all_of)).
+    AllOf,
 }
 
 impl ReasonKind {
@@ -272,6 +279,16 @@ impl Reason {
             kind: ReasonKind::Deadline,
             code,
             message: Text::Static("deadline exceeded"),
+        }
+    }
+
+    /// A reason of `kind` with `message`, for the trigger kinds that build
+    /// their own messages.
+    pub(crate) fn with_kind(kind: ReasonKind, message: impl Into<Message>) -> Self {
+        Self {
+            kind,
+            code: None,
+            message: message.into().0,
         }
     }
 
@@ -421,6 +438,20 @@ impl Reason {
     #[must_use]
     pub fn is_token(&self) -> bool {
         self.kind == ReasonKind::Token
+    }
+
+    /// Returns `true` if an OS signal arrived.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// token.cancel();
+    /// assert!(!token.reason().unwrap().is_signal());
+    /// ```
+    #[must_use]
+    pub fn is_signal(&self) -> bool {
+        self.kind == ReasonKind::Signal
     }
 
     /// Returns `true` if a future declared as a trigger completed.

@@ -5,9 +5,13 @@
 //! when its future completes. A fence therefore waits on every non-time
 //! trigger the same way, and reads every reason from a node.
 
+mod all_of;
+mod condition;
 mod future;
 
-pub(crate) use future::FutureSource;
+pub use condition::{Verdict, ZeroInterval};
+
+pub(crate) use future::{BoxFuture, FutureSource};
 
 use crate::reason::{Code, Reason};
 use crate::token::tree::Node;

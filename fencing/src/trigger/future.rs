@@ -5,9 +5,10 @@ use crate::token::tree::Node;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, TryLockError, Weak};
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
-type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A trigger future: it resolves with the reason the trigger fires with.
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Reason> + Send>>;
 
 /// A future shared by every fence of a `Fencing` (and its clones). Whichever
 /// fence polls first drives it; the waker it is driven with wakes every fence
@@ -69,13 +70,13 @@ impl FutureSource {
             return self.node.is_cancelled();
         };
         let mut cx = Context::from_waker(&self.waker);
-        if future.as_mut().poll(&mut cx).is_pending() {
+        let Poll::Ready(reason) = future.as_mut().poll(&mut cx) else {
             return false;
-        }
+        };
         *slot = None;
         drop(slot);
         // Cancelling the node wakes every other fence waiting on it.
-        self.node.cancel(Reason::future(None));
+        self.node.cancel(reason);
         true
     }
 }

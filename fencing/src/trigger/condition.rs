@@ -1,0 +1,216 @@
+//! Polled conditions as triggers.
+
+use crate::fencing::Fencing;
+use crate::reason::{Reason, ReasonKind};
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::time::Duration;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+/// The error of declaring a condition with a zero interval, which would
+/// evaluate it in a busy loop.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::Fencing;
+/// use std::time::Duration;
+///
+/// let err = Fencing::new().condition(Duration::ZERO, || true).unwrap_err();
+/// assert_eq!(err.to_string(), "a condition's interval must be greater than zero");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZeroInterval(());
+
+impl fmt::Display for ZeroInterval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a condition's interval must be greater than zero")
+    }
+}
+
+impl std::error::Error for ZeroInterval {}
+
+/// What a condition's predicate returns: `bool`, or `Result<bool, E>` for a
+/// predicate that can fail.
+pub trait Verdict {
+    /// `Ok(true)` fires the condition; `Err` carries why it could not be
+    /// evaluated.
+    fn verdict(self) -> Result<bool, String>;
+}
+
+impl Verdict for bool {
+    fn verdict(self) -> Result<bool, String> {
+        Ok(self)
+    }
+}
+
+impl<E: fmt::Display> Verdict for Result<bool, E> {
+    fn verdict(self) -> Result<bool, String> {
+        self.map_err(|err| err.to_string())
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned())
+}
+
+/// The reason a condition fires with, from one evaluation; `None` to keep
+/// polling.
+fn judge(outcome: std::thread::Result<Result<bool, String>>) -> Option<Reason> {
+    match outcome {
+        Ok(Ok(false)) => None,
+        Ok(Ok(true)) => Some(Reason::with_kind(ReasonKind::Condition, "condition met")),
+        Ok(Err(err)) => Some(Reason::with_kind(
+            ReasonKind::Condition,
+            format!("condition failed: {err}"),
+        )),
+        Err(payload) => Some(Reason::with_kind(
+            ReasonKind::Condition,
+            format!("condition panicked: {}", panic_message(&*payload)),
+        )),
+    }
+}
+
+impl Fencing {
+    /// Adds a polled condition: `predicate` is evaluated every `every` on
+    /// the runtime (no thread per check), and the trigger fires when it
+    /// returns `true`. It is a [`Condition`](ReasonKind::Condition) reason
+    /// with the message `"condition met"`.
+    ///
+    /// The first check is one interval after a fence first waits on it;
+    /// like every shared trigger, it is evaluated only while some fence run
+    /// from this `Fencing` (or a clone) is waiting. A late check is delayed,
+    /// never bunched up.
+    ///
+    /// A predicate that panics, or returns `Err`, fires the condition with
+    /// the message `"condition panicked: …"` or `"condition failed: …"`: a
+    /// guard that can no longer be evaluated no longer guards the work, so
+    /// the fence stops it and says why (hother's cancelable logs and keeps
+    /// polling instead, which leaves the work running unguarded).
+    ///
+    /// # Errors
+    ///
+    /// [`ZeroInterval`] if `every` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), fencing::ZeroInterval> {
+    /// let queue_depth = Arc::new(AtomicU32::new(0));
+    /// let depth = queue_depth.clone();
+    /// let fencing = Fencing::new()
+    ///     .condition(Duration::from_millis(100), move || depth.load(Ordering::Relaxed) > 1_000)?
+    ///     .code("overload");
+    ///
+    /// queue_depth.store(5_000, Ordering::Relaxed);
+    /// let err = fencing.run(std::future::pending::<()>()).await.unwrap_err();
+    /// assert!(err.cancelled_by("overload"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn condition<P, V>(self, every: Duration, mut predicate: P) -> Result<Self, ZeroInterval>
+    where
+        P: FnMut() -> V + Send + 'static,
+        V: Verdict,
+    {
+        if every.is_zero() {
+            return Err(ZeroInterval(()));
+        }
+        Ok(self.trigger(Box::pin(async move {
+            let mut ticks = interval_at(Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Some(reason) =
+                    judge(catch_unwind(AssertUnwindSafe(|| predicate().verdict())))
+                {
+                    return reason;
+                }
+            }
+        })))
+    }
+
+    /// Adds a polled condition with an async predicate: like
+    /// [`condition`](Self::condition), awaiting `predicate()` every `every`.
+    /// A panic while it is polled, or an `Err`, fires the condition as for a
+    /// synchronous predicate.
+    ///
+    /// # Errors
+    ///
+    /// [`ZeroInterval`] if `every` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::time::Duration;
+    ///
+    /// async fn upstream_healthy() -> Result<bool, std::io::Error> {
+    ///     Err(std::io::Error::other("connection refused"))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), fencing::ZeroInterval> {
+    /// let err = Fencing::new()
+    ///     .condition_async(Duration::from_secs(1), || async {
+    ///         upstream_healthy().await.map(|healthy| !healthy)
+    ///     })?
+    ///     .code("upstream")
+    ///     .run(std::future::pending::<()>())
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.reason().message(), "condition failed: connection refused");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn condition_async<P, F>(
+        self,
+        every: Duration,
+        mut predicate: P,
+    ) -> Result<Self, ZeroInterval>
+    where
+        P: FnMut() -> F + Send + 'static,
+        F: Future + Send,
+        F::Output: Verdict,
+    {
+        if every.is_zero() {
+            return Err(ZeroInterval(()));
+        }
+        Ok(self.trigger(Box::pin(async move {
+            let mut ticks = interval_at(Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let check = catch_unwind(AssertUnwindSafe(&mut predicate));
+                let outcome = match check {
+                    Err(payload) => Err(payload),
+                    Ok(check) => {
+                        let mut check = pin!(check);
+                        poll_fn(|cx| {
+                            match catch_unwind(AssertUnwindSafe(|| check.as_mut().poll(cx))) {
+                                Ok(poll) => poll.map(|v| Ok(v.verdict())),
+                                Err(payload) => std::task::Poll::Ready(Err(payload)),
+                            }
+                        })
+                        .await
+                    }
+                };
+                if let Some(reason) = judge(outcome) {
+                    return reason;
+                }
+            }
+        })))
+    }
+}

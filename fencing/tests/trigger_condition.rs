@@ -1,0 +1,229 @@
+//! Polled conditions and AND composition.
+
+use fencing::{on_timeout, on_token, Fencing, ReasonKind, Token};
+use std::future::pending;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{advance, Instant};
+use tokio_test::{assert_pending, assert_ready, task};
+
+fn counting(true_on: u32) -> (Arc<AtomicU32>, impl FnMut() -> bool + Send + 'static) {
+    let checks = Arc::new(AtomicU32::new(0));
+    let c = checks.clone();
+    (checks, move || {
+        c.fetch_add(1, Ordering::SeqCst) + 1 >= true_on
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn condition_trigger_true_on_the_third_check_fires_at_the_third_interval() {
+    let (checks, predicate) = counting(3);
+    let fencing = Fencing::new()
+        .condition(Duration::from_millis(100), predicate)
+        .unwrap()
+        .code("cond");
+    let mut fenced = task::spawn(fencing.run(pending::<()>()));
+    assert_pending!(fenced.poll());
+    assert_eq!(
+        checks.load(Ordering::SeqCst),
+        0,
+        "the first check is one interval in"
+    );
+
+    // Each tick wakes the fence, whose poll evaluates the predicate.
+    for _ in 0..2 {
+        advance(Duration::from_millis(100)).await;
+        assert!(fenced.is_woken());
+        assert_pending!(fenced.poll());
+    }
+    assert_eq!(checks.load(Ordering::SeqCst), 2);
+
+    advance(Duration::from_millis(99)).await;
+    assert_pending!(fenced.poll(), "between the 2nd and 3rd check");
+    advance(Duration::from_millis(1)).await;
+    assert!(fenced.is_woken());
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert_eq!(checks.load(Ordering::SeqCst), 3);
+    assert!(err.cancelled_by("cond"));
+    assert_eq!(err.reason().kind(), ReasonKind::Condition);
+    assert_eq!(err.reason().message(), "condition met");
+}
+
+#[tokio::test(start_paused = true)]
+async fn condition_trigger_a_timeout_beats_a_slower_condition() {
+    let (checks, predicate) = counting(3);
+    let started = Instant::now();
+    let err = Fencing::new()
+        .condition(Duration::from_millis(100), predicate)
+        .unwrap()
+        .code("cond")
+        .timeout(Duration::from_millis(150))
+        .code("budget")
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_millis(150));
+    assert!(err.cancelled_by("budget"));
+    assert!(!err.cancelled_by("cond"));
+    assert_eq!(checks.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn condition_trigger_a_zero_interval_is_rejected() {
+    let err = Fencing::new()
+        .condition(Duration::ZERO, || true)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a condition's interval must be greater than zero"
+    );
+    let err = Fencing::new()
+        .condition_async(Duration::ZERO, || async { true })
+        .unwrap_err();
+    assert_eq!(
+        err,
+        fencing::Fencing::new()
+            .condition(Duration::ZERO, || false)
+            .unwrap_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn condition_trigger_a_panicking_predicate_fires_with_its_message() {
+    let err = Fencing::new()
+        .condition(Duration::from_secs(1), || -> bool {
+            panic!("sensor offline")
+        })
+        .unwrap()
+        .code("sensor")
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert!(err.cancelled_by("sensor"));
+    assert_eq!(err.reason().message(), "condition panicked: sensor offline");
+}
+
+#[tokio::test(start_paused = true)]
+async fn condition_trigger_a_failing_predicate_fires_with_the_error() {
+    let err = Fencing::new()
+        .condition(Duration::from_secs(1), || Err::<bool, _>("no data"))
+        .unwrap()
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason().message(), "condition failed: no data");
+}
+
+#[tokio::test(start_paused = true)]
+async fn condition_trigger_async_predicate_and_its_panic() {
+    let checks = Arc::new(AtomicU32::new(0));
+    let c = checks.clone();
+    let started = Instant::now();
+    let err = Fencing::new()
+        .condition_async(Duration::from_millis(10), move || {
+            let c = c.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                c.fetch_add(1, Ordering::SeqCst) + 1 >= 4
+            }
+        })
+        .unwrap()
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(checks.load(Ordering::SeqCst), 4);
+    assert!(started.elapsed() >= Duration::from_millis(40));
+    assert_eq!(err.reason().kind(), ReasonKind::Condition);
+
+    let err = Fencing::new()
+        .condition_async(Duration::from_millis(10), || async {
+            tokio::task::yield_now().await;
+            panic!("probe crashed");
+            #[allow(unreachable_code)]
+            false
+        })
+        .unwrap()
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason().message(), "condition panicked: probe crashed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn condition_trigger_is_not_evaluated_while_no_fence_waits() {
+    let (checks, predicate) = counting(u32::MAX);
+    let fencing = Fencing::new()
+        .condition(Duration::from_millis(10), predicate)
+        .unwrap();
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(checks.load(Ordering::SeqCst), 0);
+    let done = fencing.run(async { 1 }).await;
+    assert_eq!(done.unwrap(), 1);
+    assert_eq!(checks.load(Ordering::SeqCst), 0, "a ready body never waits");
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_of_fires_only_when_every_part_has_fired() {
+    let data = Token::new();
+    let fencing = Fencing::new()
+        .all_of([
+            on_timeout(Duration::from_secs(1)).code("min"),
+            on_token(&data).code("data"),
+        ])
+        .code("both");
+    let mut fenced = task::spawn(fencing.run(pending::<()>()));
+    assert_pending!(fenced.poll());
+    advance(Duration::from_secs(2)).await;
+    assert_pending!(fenced.poll(), "the time part alone is not enough");
+
+    data.cancel_with("loaded");
+    assert!(fenced.is_woken());
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert!(err.cancelled_by("both"));
+    assert_eq!(err.reason().kind(), ReasonKind::AllOf);
+    assert_eq!(
+        err.reason().message(),
+        "all of: min: timed out after 1s; data: loaded"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_of_time_triggers_inside_work() {
+    let data = Token::new();
+    data.cancel();
+    let started = Instant::now();
+    let err = Fencing::new()
+        .all_of([
+            on_timeout(Duration::from_millis(500)),
+            on_token(&data),
+            Fencing::new()
+                .condition(Duration::from_millis(300), || true)
+                .unwrap(),
+        ])
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(500),
+        "the last part to fire"
+    );
+    assert_eq!(err.reasons().len(), 1);
+    assert!(err
+        .reason()
+        .message()
+        .starts_with("all of: timed out after 500ms; "));
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_of_nothing_fires_at_once() {
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let err = Fencing::new()
+        .all_of([])
+        .run(async { started.store(true, Ordering::SeqCst) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason().message(), "all of: ");
+    assert!(!started.load(Ordering::SeqCst));
+}
