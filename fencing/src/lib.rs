@@ -95,6 +95,8 @@
 //!
 //! - `rt` (default): [`spawn`], [`spawn_blocking`] and [`shield`], which
 //!   carry the context into new tasks; enables `tokio/rt`.
+//! - `signal`: [`Fencing::signal`] and the two-step [`Shutdown`] helper, on
+//!   tokio's signal driver; enables `tokio/signal` and `rt`.
 //! - `stream`: [`Fencing::stream`] runs a `futures_core::Stream` inside a
 //!   fence ([`FencedStream`]); adds the `futures-core` dependency.
 //!
@@ -119,7 +121,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The crate docs link to the `rt` helpers, which are absent without it.
 #![cfg_attr(
-    not(all(feature = "rt", feature = "stream")),
+    not(all(feature = "rt", feature = "stream", feature = "signal")),
     allow(rustdoc::broken_intra_doc_links)
 )]
 #![doc(test(
@@ -161,4 +163,7 @@ pub use crate::task::{shield, spawn, spawn_blocking, Shielded};
 pub use crate::token::{
     DropGuard, DropGuardRef, OnCancel, Token, WaitForCancellation, WaitForCancellationOwned,
 };
+#[cfg(feature = "signal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+pub use crate::trigger::{Shutdown, Signal};
 pub use crate::trigger::{Verdict, ZeroInterval};

@@ -8,8 +8,12 @@
 mod all_of;
 mod condition;
 mod future;
+#[cfg(feature = "signal")]
+mod signal;
 
 pub use condition::{Verdict, ZeroInterval};
+#[cfg(feature = "signal")]
+pub use signal::{Shutdown, Signal};
 
 pub(crate) use future::{BoxFuture, FutureSource};
 

@@ -1,0 +1,304 @@
+//! OS signals as triggers, and a process-level shutdown helper.
+
+use crate::fencing::Fencing;
+use crate::reason::{Reason, ReasonKind};
+use crate::token::Token;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+#[cfg(not(unix))]
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// An OS signal a fence can be stopped by.
+///
+/// [`Interrupt`](Self::Interrupt) (ctrl-c) exists everywhere; the others on
+/// unix only. More may be added.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::Signal;
+///
+/// assert_eq!(Signal::Interrupt.to_string(), if cfg!(unix) { "SIGINT" } else { "ctrl-c" });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Signal {
+    /// SIGINT on unix (ctrl-c), ctrl-c elsewhere.
+    Interrupt,
+    /// SIGTERM: the polite request to stop that service managers send.
+    #[cfg(unix)]
+    Terminate,
+    /// SIGHUP.
+    #[cfg(unix)]
+    Hangup,
+    /// SIGQUIT.
+    #[cfg(unix)]
+    Quit,
+}
+
+impl Signal {
+    /// The signal's conventional name: `"SIGTERM"`, `"SIGINT"`, or
+    /// `"ctrl-c"` off unix.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(unix)]
+    /// assert_eq!(fencing::Signal::Terminate.name(), "SIGTERM");
+    /// ```
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            #[cfg(unix)]
+            Self::Interrupt => "SIGINT",
+            #[cfg(not(unix))]
+            Self::Interrupt => "ctrl-c",
+            #[cfg(unix)]
+            Self::Terminate => "SIGTERM",
+            #[cfg(unix)]
+            Self::Hangup => "SIGHUP",
+            #[cfg(unix)]
+            Self::Quit => "SIGQUIT",
+        }
+    }
+
+    fn reason(self) -> Reason {
+        Reason::with_kind(ReasonKind::Signal, format!("received {}", self.name()))
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A registered listener for one signal.
+enum Listener {
+    #[cfg(unix)]
+    Unix(tokio::signal::unix::Signal),
+    #[cfg(not(unix))]
+    CtrlC(Pin<Box<dyn Future<Output = io::Result<()>> + Send>>),
+}
+
+impl Listener {
+    /// Registers with tokio's signal driver; from here on the signal no
+    /// longer has its default effect on the process.
+    fn new(signal: Signal) -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::SignalKind;
+            let kind = match signal {
+                Signal::Interrupt => SignalKind::interrupt(),
+                Signal::Terminate => SignalKind::terminate(),
+                Signal::Hangup => SignalKind::hangup(),
+                Signal::Quit => SignalKind::quit(),
+            };
+            tokio::signal::unix::signal(kind).map(Self::Unix)
+        }
+        #[cfg(not(unix))]
+        {
+            let Signal::Interrupt = signal;
+            Ok(Self::CtrlC(Box::pin(tokio::signal::ctrl_c())))
+        }
+    }
+
+    /// Ready each time the signal arrives. If the signal driver is gone
+    /// (its runtime is shutting down), never ready again.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            #[cfg(unix)]
+            Self::Unix(signal) => match signal.poll_recv(cx) {
+                Poll::Ready(Some(())) => Poll::Ready(()),
+                Poll::Ready(None) | Poll::Pending => Poll::Pending,
+            },
+            #[cfg(not(unix))]
+            Self::CtrlC(ctrl_c) => match ctrl_c.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    *ctrl_c = Box::pin(tokio::signal::ctrl_c());
+                    Poll::Ready(())
+                }
+                Poll::Ready(Err(_)) | Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// Waits for the first of `listeners` to receive its signal.
+async fn first(listeners: &mut [(Signal, Listener)]) -> Signal {
+    poll_fn(|cx| {
+        for (signal, listener) in listeners.iter_mut() {
+            if listener.poll_recv(cx).is_ready() {
+                return Poll::Ready(*signal);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+impl Fencing {
+    /// Adds an OS signal as a trigger. Its reason is a
+    /// [`Signal`](ReasonKind::Signal) with the message `"received SIGTERM"`
+    /// (and so on).
+    ///
+    /// The listener is registered with tokio's signal driver when a fence
+    /// first waits on it; a signal that arrives before then is not seen by
+    /// this trigger. If registering fails (no signal driver), the trigger
+    /// never fires.
+    ///
+    /// # Caveats
+    ///
+    /// As with [`tokio::signal`], once a listener for a signal is registered,
+    /// that signal no longer has its default effect (such as terminating the
+    /// process) for the whole process, for as long as the process runs, even
+    /// after the fence is gone. Only declare signals the application means
+    /// to handle.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fencing::{Fencing, Signal};
+    ///
+    /// # async fn serve() {}
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// let fencing = Fencing::new().signal(Signal::Interrupt).code("ctrl-c");
+    /// if let Err(cancelled) = fencing.run(serve()).await {
+    ///     eprintln!("stopped: {cancelled}"); // "stopped: cancelled: ctrl-c: received SIGINT"
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn signal(self, signal: Signal) -> Self {
+        self.trigger(Box::pin(async move {
+            match Listener::new(signal) {
+                Ok(listener) => {
+                    first(&mut [(signal, listener)]).await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+            signal.reason()
+        }))
+    }
+}
+
+/// Process-level shutdown in two steps. The first of the listened signals
+/// cancels the [graceful token](Self::token): fences declared with it stop
+/// their work and the application drains. A second signal, or the
+/// escalation delay after the first, cancels the [hard token](Self::hard_token)
+/// with a distinct reason, so the application can stop waiting and exit.
+///
+/// The signals are registered when the `Shutdown` is created, and stay
+/// registered for the life of the process; see the caveats of
+/// [`Fencing::signal`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use fencing::{Fencing, Shutdown, Signal};
+/// use std::time::Duration;
+///
+/// # async fn serve() {}
+/// # #[tokio::main]
+/// # async fn main() -> std::io::Result<()> {
+/// let shutdown = Shutdown::listen([Signal::Interrupt], Some(Duration::from_secs(30)))?;
+/// let requests = Fencing::new().token(&shutdown.token()).code("shutdown");
+///
+/// tokio::select! {
+///     _ = requests.run(serve()) => {} // drained: every fence saw "shutdown"
+///     reason = shutdown.hard_token().cancelled() => {
+///         eprintln!("forced exit: {}", reason.message()); // second signal or 30 s
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    graceful: Token,
+    hard: Token,
+}
+
+impl Shutdown {
+    /// Registers `signals` and starts listening in a task of its own.
+    ///
+    /// The first signal cancels [`token`](Self::token) with `"received
+    /// SIGTERM"` (say). Then a second signal (any of them) cancels
+    /// [`hard_token`](Self::hard_token) with `"received SIGINT again"`, or,
+    /// with `escalate_after`, that long after the first signal with
+    /// `"shutdown escalated after 30s"`, whichever comes first. An
+    /// `escalate_after` that overflows the clock never escalates on time.
+    ///
+    /// # Errors
+    ///
+    /// The error of registering a signal with tokio's signal driver.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called outside a tokio runtime, as [`tokio::spawn`] does.
+    #[track_caller]
+    pub fn listen(
+        signals: impl IntoIterator<Item = Signal>,
+        escalate_after: Option<Duration>,
+    ) -> io::Result<Self> {
+        let mut listeners = signals
+            .into_iter()
+            .map(|signal| Listener::new(signal).map(|listener| (signal, listener)))
+            .collect::<io::Result<Vec<_>>>()?;
+        let graceful = Token::new();
+        let hard = Token::new();
+        let (g, h) = (graceful.clone(), hard.clone());
+        tokio::spawn(async move {
+            if listeners.is_empty() {
+                return;
+            }
+            let signal = first(&mut listeners).await;
+            g.cancel_with(format!("received {signal}"));
+            let deadline = escalate_after
+                .and_then(|after| crate::time::deadline_after(tokio::time::Instant::now(), after));
+            let mut escalate = std::pin::pin!(async {
+                match deadline {
+                    Some(at) => {
+                        tokio::time::sleep_until(crate::time::timer_deadline(
+                            at,
+                            tokio::time::Instant::now(),
+                        ))
+                        .await
+                    }
+                    None => std::future::pending().await,
+                }
+            });
+            let mut again = std::pin::pin!(first(&mut listeners));
+            let message = poll_fn(|cx| {
+                if let Poll::Ready(signal) = again.as_mut().poll(cx) {
+                    return Poll::Ready(format!("received {signal} again"));
+                }
+                let after = escalate_after.unwrap_or_default();
+                escalate
+                    .as_mut()
+                    .poll(cx)
+                    .map(|()| format!("shutdown escalated after {after:?}"))
+            })
+            .await;
+            h.cancel_with(message);
+        });
+        Ok(Self { graceful, hard })
+    }
+
+    /// The graceful token: cancelled by the first signal. Declare it in the
+    /// `Fencing` of every piece of work that should stop on shutdown.
+    #[must_use]
+    pub fn token(&self) -> Token {
+        self.graceful.clone()
+    }
+
+    /// The hard token: cancelled by a second signal or the escalation delay.
+    #[must_use]
+    pub fn hard_token(&self) -> Token {
+        self.hard.clone()
+    }
+}
