@@ -207,10 +207,11 @@ impl Fencing {
 /// # async fn main() -> std::io::Result<()> {
 /// let shutdown = Shutdown::listen([Signal::Interrupt], Some(Duration::from_secs(30)))?;
 /// let requests = Fencing::new().token(&shutdown.token()).code("shutdown");
+/// let hard = shutdown.hard_token();
 ///
 /// tokio::select! {
 ///     _ = requests.run(serve()) => {} // drained: every fence saw "shutdown"
-///     reason = shutdown.hard_token().cancelled() => {
+///     reason = hard.cancelled() => {
 ///         eprintln!("forced exit: {}", reason.message()); // second signal or 30 s
 ///     }
 /// }
