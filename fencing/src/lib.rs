@@ -97,6 +97,9 @@
 //!   carry the context into new tasks; enables `tokio/rt`.
 //! - `signal`: [`Fencing::signal`] and the two-step [`Shutdown`] helper, on
 //!   tokio's signal driver; enables `tokio/signal` and `rt`.
+//! - `tokio-util`: [`Fencing::cancellation_token`] takes a tokio-util
+//!   `CancellationToken` as a trigger, and [`Token::to_cancellation_token`]
+//!   hands one out, so code written against tokio-util joins in.
 //! - `stream`: [`Fencing::stream`] runs a `futures_core::Stream` inside a
 //!   fence ([`FencedStream`]); adds the `futures-core` dependency.
 //!
@@ -121,7 +124,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The crate docs link to the `rt` helpers, which are absent without it.
 #![cfg_attr(
-    not(all(feature = "rt", feature = "stream", feature = "signal")),
+    not(all(
+        feature = "rt",
+        feature = "stream",
+        feature = "signal",
+        feature = "tokio-util"
+    )),
     allow(rustdoc::broken_intra_doc_links)
 )]
 #![doc(test(
@@ -134,9 +142,12 @@ mod debug;
 #[doc = include_str!("../docs/guide.md")]
 pub mod guide {}
 mod error;
+mod ext;
 mod fence;
 mod fencing;
 mod handle;
+#[cfg(feature = "tokio-util")]
+mod interop;
 mod reason;
 mod slab;
 #[cfg(feature = "rt")]
@@ -150,6 +161,7 @@ pub use crate::context::{current, detach, protect, Bound, ProtectGuard};
 #[doc(hidden)]
 pub use crate::debug::{__live_counts, LiveCounts};
 pub use crate::error::Cancelled;
+pub use crate::ext::FenceExt;
 #[cfg(feature = "stream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 pub use crate::fence::FencedStream;
