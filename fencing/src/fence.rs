@@ -133,6 +133,8 @@ struct Armed {
     timer_count: Option<TimerCount>,
     /// In firing order.
     reasons: Vec<Reason>,
+    /// Reasons the policy declined, in firing order.
+    declined: Vec<Reason>,
 }
 
 /// Present while the fence's timer is armed: counts it in the live counts.
@@ -301,6 +303,28 @@ impl<F> Fenced<F> {
         self.reasons().iter().any(|r| r.code() == Some(&code))
     }
 
+    /// The reasons the `Fencing`'s [policy](Fencing::policy) declined, in
+    /// firing order: they fired, but did not cancel.
+    ///
+    /// # Examples
+    ///
+    /// See [`Fencing::policy`].
+    #[must_use]
+    pub fn declined(&self) -> &[Reason] {
+        &self.armed.declined
+    }
+
+    /// Returns `true` if the policy declined a reason with `code`.
+    ///
+    /// # Examples
+    ///
+    /// See [`Fencing::policy`].
+    #[must_use]
+    pub fn declined_by(&self, code: impl Into<Code>) -> bool {
+        let code = code.into();
+        self.armed.declined.iter().any(|r| r.code() == Some(&code))
+    }
+
     /// The `Fencing` this fence armed.
     ///
     /// # Examples
@@ -411,6 +435,7 @@ impl Armed {
             timer_at: None,
             timer_count: None,
             reasons: Vec::new(),
+            declined: Vec::new(),
         }
     }
 
@@ -588,8 +613,10 @@ impl Armed {
         let before = self.reasons.len();
         if deadline_passed && !self.deadline_fired {
             if let Some(time) = self.fencing.time() {
-                self.reasons.push(time.reason());
+                let reason = time.reason();
+                let accepted = self.fencing.accepts(&reason);
                 self.deadline_fired = true;
+                keep(&mut self.reasons, &mut self.declined, reason, accepted);
             }
         }
         for (i, trigger) in self.fencing.triggers().iter().enumerate() {
@@ -597,8 +624,11 @@ impl Armed {
                 continue;
             }
             if let Some(reason) = trigger.fired() {
+                // Consulted before anything is marked: a policy that panics
+                // leaves the trigger unrecorded.
+                let accepted = self.fencing.accepts(&reason);
                 self.slots.get_mut(i).fired = true;
-                self.reasons.push(reason);
+                keep(&mut self.reasons, &mut self.declined, reason, accepted);
             }
         }
         self.reasons.len() > before
@@ -610,7 +640,9 @@ impl Armed {
     /// Empty once the fence is done: what fired after it finished does not
     /// concern it.
     fn unrecorded<'a>(&'a self, timer: &'a Timer) -> impl Iterator<Item = Reason> + 'a {
-        let live = self.state != State::Done;
+        // With a policy, only what the fence recorded counts: peeking would
+        // consult the policy more than once per reason.
+        let live = self.state != State::Done && !self.fencing.has_policy();
         let passed = |time: &crate::time::TimeTrigger| match self.state {
             State::Fresh => time.has_passed(Instant::now()),
             State::Running => self.timer_elapsed(timer),
@@ -619,7 +651,7 @@ impl Armed {
         let deadline = self
             .fencing
             .time()
-            .filter(|time| !self.deadline_fired && passed(time))
+            .filter(|time| live && !self.deadline_fired && passed(time))
             .map(|time| time.reason());
         let others = self
             .fencing
@@ -629,6 +661,15 @@ impl Armed {
             .filter(move |(i, _)| live && !self.slots.is_fired(*i))
             .filter_map(|(_, trigger)| trigger.fired());
         deadline.into_iter().chain(others)
+    }
+}
+
+/// Files a fired reason: with the cancellations, or with the declined.
+fn keep(reasons: &mut Vec<Reason>, declined: &mut Vec<Reason>, reason: Reason, accepted: bool) {
+    if accepted {
+        reasons.push(reason);
+    } else {
+        declined.push(reason);
     }
 }
 

@@ -9,6 +9,7 @@ use crate::trigger::{FutureSource, Source, Trigger, Triggers};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -70,7 +71,11 @@ pub struct Fencing {
     triggers: Triggers,
     last: Last,
     grace: Option<Duration>,
+    policy: Option<Policy>,
 }
+
+/// Decides, once per fired reason, whether it cancels.
+type Policy = Arc<dyn Fn(&Reason) -> bool + Send + Sync>;
 
 impl Default for Fencing {
     fn default() -> Self {
@@ -109,6 +114,7 @@ impl Fencing {
             triggers: Triggers::Empty,
             last: Last::Nothing,
             grace: None,
+            policy: None,
         }
     }
 
@@ -350,6 +356,69 @@ impl Fencing {
             Last::Trigger => self.triggers.set_last_code(code.into()),
         }
         self
+    }
+
+    /// Adds a policy (aiofence's `guard` / `unless`): consulted once for each
+    /// reason that fires, it returns `true` to let the reason cancel, `false`
+    /// to decline it. A declined reason does not cancel; the fence records it
+    /// ([`Fenced::declined`], [`Fenced::declined_by`]) and keeps every other
+    /// trigger armed. Declared twice, a reason cancels only if both policies
+    /// accept it (the second is not consulted once the first declines).
+    ///
+    /// The policy is never called when nothing fires. It runs inside the
+    /// fence's poll: keep it quick, and do not block. A policy that panics
+    /// propagates its panic out of that poll, like a panicking body, and the
+    /// reason stays unrecorded. With a policy, [`Fenced::is_cancelled`] and
+    /// [`Fenced::reasons`] report only what the fence has recorded (peeking
+    /// at triggers would consult the policy more than once).
+    ///
+    /// # Examples
+    ///
+    /// A shutdown that was already under way when the request came in is
+    /// declined at entry; the request's own timeout still applies.
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    /// use std::pin::pin;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// shutdown.cancel();
+    /// let fencing = Fencing::new()
+    ///     .token(&shutdown)
+    ///     .code("shutdown")
+    ///     .timeout(Duration::from_secs(5))
+    ///     .code("budget")
+    ///     .policy(|reason| !reason.has_code("shutdown"));
+    ///
+    /// let mut fenced = pin!(fencing.run(tokio::time::sleep(Duration::from_secs(60))));
+    /// let err = (&mut fenced).await.unwrap_err();
+    /// assert!(err.cancelled_by("budget"), "the live timeout still fired");
+    /// assert!(fenced.declined_by("shutdown"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn policy<P>(mut self, policy: P) -> Self
+    where
+        P: Fn(&Reason) -> bool + Send + Sync + 'static,
+    {
+        self.last = Last::Nothing;
+        self.policy = Some(match self.policy.take() {
+            None => Arc::new(policy),
+            Some(first) => Arc::new(move |reason: &Reason| first(reason) && policy(reason)),
+        });
+        self
+    }
+
+    pub(crate) fn has_policy(&self) -> bool {
+        self.policy.is_some()
+    }
+
+    /// Whether `reason` may cancel: the policy's verdict, or `true`.
+    pub(crate) fn accepts(&self, reason: &Reason) -> bool {
+        self.policy.as_ref().map_or(true, |policy| policy(reason))
     }
 
     /// Makes the cancel two-phase: when a trigger fires, the body is not

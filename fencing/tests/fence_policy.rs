@@ -1,0 +1,158 @@
+//! Policies: a `Fencing` may decline fired reasons; declined reasons are
+//! recorded and do not cancel.
+
+use fencing::{Fencing, Reason, Token};
+use std::future::{pending, Future};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::advance;
+use tokio_test::{assert_pending, assert_ready, task};
+
+fn counted(
+    verdict: impl Fn(&Reason) -> bool + Send + Sync + 'static,
+) -> (
+    Arc<AtomicU32>,
+    impl Fn(&Reason) -> bool + Send + Sync + 'static,
+) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    (calls, move |reason: &Reason| {
+        c.fetch_add(1, Ordering::SeqCst);
+        verdict(reason)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_declines_a_pre_fired_token_and_a_live_timeout_still_fires() {
+    let shutdown = Token::new();
+    shutdown.cancel();
+    let (calls, policy) = counted(|reason| !reason.has_code("shutdown"));
+    let polls = Arc::new(AtomicU32::new(0));
+    let p = polls.clone();
+    let mut fenced = task::spawn(
+        Fencing::new()
+            .token(&shutdown)
+            .code("shutdown")
+            .timeout(Duration::from_secs(5))
+            .code("budget")
+            .policy(policy)
+            .run(async move {
+                loop {
+                    p.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }),
+    );
+    assert_pending!(fenced.poll());
+    assert_eq!(polls.load(Ordering::SeqCst), 1, "the body runs on");
+    for _ in 0..4 {
+        advance(Duration::from_secs(1)).await;
+        assert_pending!(fenced.poll());
+    }
+    advance(Duration::from_secs(1)).await;
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert!(err.cancelled_by("budget"));
+    assert!(
+        !err.cancelled_by("shutdown"),
+        "a declined reason is not a cancellation"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "once per reason");
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_declines_are_recorded_and_other_triggers_stay_armed() {
+    let noisy = Token::new();
+    let real = Token::new();
+    let (calls, policy) = counted(|reason| !reason.has_code("noisy"));
+    let fenced = Fencing::new()
+        .token(&noisy)
+        .code("noisy")
+        .token(&real)
+        .code("real")
+        .policy(policy)
+        .run(pending::<()>());
+    let mut fenced = Box::pin(fenced);
+    let waker = futures_test::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+
+    assert!(fenced.as_mut().poll(&mut cx).is_pending());
+    noisy.cancel_with("spurious");
+    assert!(
+        fenced.as_mut().poll(&mut cx).is_pending(),
+        "declined: no cancel"
+    );
+    assert!(fenced.as_mut().poll(&mut cx).is_pending());
+    assert!(fenced.declined_by("noisy"));
+    assert_eq!(fenced.declined()[0].message(), "spurious");
+    assert!(!fenced.is_cancelled());
+
+    real.cancel();
+    let err = match fenced.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(result) => result.unwrap_err(),
+        std::task::Poll::Pending => panic!("the other trigger stayed armed"),
+    };
+    assert!(err.cancelled_by("real"));
+    assert_eq!(err.reasons().len(), 1);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "exactly once per reason, over four polls"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_declines_nothing_and_is_never_called_when_nothing_fires() {
+    let token = Token::new();
+    let (calls, policy) = counted(|_| true);
+    let fencing = Fencing::new()
+        .token(&token)
+        .timeout(Duration::from_secs(60))
+        .policy(policy);
+    assert_eq!(fencing.clone().run(async { 1 }).await.unwrap(), 1);
+    let mut pending_fence = task::spawn(fencing.run(async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }));
+    assert_pending!(pending_fence.poll());
+    advance(Duration::from_secs(1)).await;
+    assert!(assert_ready!(pending_fence.poll()).is_ok());
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_declines_when_either_of_two_policies_declines() {
+    let token = Token::new();
+    token.cancel();
+    let (second_calls, second) = counted(|_| true);
+    let result = Fencing::new()
+        .token(&token)
+        .code("t")
+        .policy(|_| false)
+        .policy(second)
+        .run(async { "ran" })
+        .await;
+    assert_eq!(result.unwrap(), "ran");
+    assert_eq!(
+        second_calls.load(Ordering::SeqCst),
+        0,
+        "not consulted after a decline"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_declines_a_panicking_policy_passes_through_and_leaves_nothing() {
+    let token = Token::new();
+    let mut fenced = task::spawn(
+        Fencing::new()
+            .token(&token)
+            .policy(|_| panic!("policy bug"))
+            .run(pending::<()>()),
+    );
+    assert_pending!(fenced.poll());
+    token.cancel();
+    let payload = panic::catch_unwind(AssertUnwindSafe(|| fenced.poll())).unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"policy bug"));
+    drop(fenced);
+    assert_eq!(token.__waiter_count(), 0, "nothing stays registered");
+}
