@@ -569,6 +569,15 @@ impl Armed {
     /// body has been dropped. Releases everything and builds the error.
     fn interrupt(&mut self, timer: Pin<&mut Timer>) -> Cancelled {
         self.interrupted = true;
+        #[cfg(feature = "tracing")]
+        for reason in &self.reasons {
+            tracing::debug!(
+                kind = ?reason.kind(),
+                code = reason.code().map(Code::as_str),
+                message = reason.message(),
+                "fence cancelled"
+            );
+        }
         self.finish(timer);
         Cancelled::new(self.reasons.clone())
     }

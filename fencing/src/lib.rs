@@ -100,6 +100,9 @@
 //! - `tokio-util`: [`Fencing::cancellation_token`] takes a tokio-util
 //!   `CancellationToken` as a trigger, and [`Token::to_cancellation_token`]
 //!   hands one out, so code written against tokio-util joins in.
+//! - `tracing`: when a fence cancels its body, one `DEBUG` event per reason,
+//!   with the fields `kind`, `code` and `message`, in the current span
+//!   (target `fencing::fence`). Nothing is emitted without the feature.
 //! - `stream`: [`Fencing::stream`] runs a `futures_core::Stream` inside a
 //!   fence ([`FencedStream`]); adds the `futures-core` dependency.
 //!
