@@ -9,6 +9,7 @@ use crate::trigger::{FutureSource, Source, Trigger, Triggers};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::IntoFuture;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -75,7 +76,15 @@ pub struct Fencing {
 }
 
 /// Decides, once per fired reason, whether it cancels.
-type Policy = Arc<dyn Fn(&Reason) -> bool + Send + Sync>;
+///
+/// Asserted unwind safe so that `Fencing` stays `UnwindSafe` whatever the
+/// closure captures: a policy is only ever called, and a panic in it leaves
+/// no state of ours half-updated (the reason stays unrecorded).
+#[derive(Clone)]
+struct Policy(Arc<dyn Fn(&Reason) -> bool + Send + Sync>);
+
+impl UnwindSafe for Policy {}
+impl RefUnwindSafe for Policy {}
 
 impl Default for Fencing {
     fn default() -> Self {
@@ -405,10 +414,10 @@ impl Fencing {
         P: Fn(&Reason) -> bool + Send + Sync + 'static,
     {
         self.last = Last::Nothing;
-        self.policy = Some(match self.policy.take() {
+        self.policy = Some(Policy(match self.policy.take() {
             None => Arc::new(policy),
-            Some(first) => Arc::new(move |reason: &Reason| first(reason) && policy(reason)),
-        });
+            Some(Policy(first)) => Arc::new(move |reason: &Reason| first(reason) && policy(reason)),
+        }));
         self
     }
 
@@ -418,7 +427,9 @@ impl Fencing {
 
     /// Whether `reason` may cancel: the policy's verdict, or `true`.
     pub(crate) fn accepts(&self, reason: &Reason) -> bool {
-        self.policy.as_ref().map_or(true, |policy| policy(reason))
+        self.policy
+            .as_ref()
+            .map_or(true, |policy| (policy.0)(reason))
     }
 
     /// Makes the cancel two-phase: when a trigger fires, the body is not
