@@ -4,6 +4,7 @@ use crate::context::{enter, Scope};
 use crate::error::Cancelled;
 use crate::fencing::Fencing;
 use crate::reason::{Code, Reason};
+use crate::registry::Operation;
 use crate::time::{deadline_after, timer_deadline, FAR_FUTURE};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -131,6 +132,8 @@ struct Armed {
     timer_at: Option<Instant>,
     /// Counts the armed timer in the live counts (`test-util`).
     timer_count: Option<TimerCount>,
+    /// The fence's entry in a registry, while it runs.
+    op: Option<Operation>,
     /// In firing order.
     reasons: Vec<Reason>,
     /// Reasons the policy declined, in firing order.
@@ -434,6 +437,7 @@ impl Armed {
             grace: Grace::NotStarted,
             timer_at: None,
             timer_count: None,
+            op: None,
             reasons: Vec::new(),
             declined: Vec::new(),
         }
@@ -462,6 +466,10 @@ impl Armed {
             State::Running => false,
             State::Fresh => {
                 self.state = State::Running;
+                if let Some((registry, name)) = self.fencing.registration() {
+                    let deadline = self.fencing.time().map(|time| time.at);
+                    self.op = Some(registry.enter(name, deadline));
+                }
                 // A future trigger has fired only once it has been seen to
                 // complete: give each one poll before the body's first.
                 for trigger in self.fencing.triggers() {
@@ -480,6 +488,9 @@ impl Armed {
     /// Arms every trigger not armed yet (the timer included) and records
     /// those that fired.
     fn poll_triggers(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) {
+        if let Some(op) = &mut self.op {
+            op.poll_fired(cx.waker());
+        }
         for (i, trigger) in self.fencing.triggers().iter().enumerate() {
             let slot = self.slots.get_mut(i);
             if !slot.fired {
@@ -585,6 +596,8 @@ impl Armed {
     fn finish(&mut self, mut timer: Pin<&mut Timer>) {
         self.state = State::Done;
         self.release();
+        // Leaves the registry, whatever the outcome.
+        self.op = None;
         if let TimerProj::Armed { .. } = timer.as_mut().project() {
             timer.set(Timer::Idle);
             self.timer_count = None;
@@ -640,6 +653,15 @@ impl Armed {
                 keep(&mut self.reasons, &mut self.declined, reason, accepted);
             }
         }
+        if let Some(reason) = self.op.as_mut().and_then(Operation::take_fired) {
+            let accepted = self.fencing.accepts(&reason);
+            keep(&mut self.reasons, &mut self.declined, reason, accepted);
+        }
+        if let Some(op) = &self.op {
+            for reason in &self.reasons[before..] {
+                op.recorded(reason);
+            }
+        }
         self.reasons.len() > before
     }
 
@@ -669,7 +691,12 @@ impl Armed {
             .enumerate()
             .filter(move |(i, _)| live && !self.slots.is_fired(*i))
             .filter_map(|(_, trigger)| trigger.fired());
-        deadline.into_iter().chain(others)
+        let registry = self
+            .op
+            .iter()
+            .filter(move |_| live)
+            .filter_map(Operation::peek);
+        deadline.into_iter().chain(others).chain(registry)
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::fence::Fenced;
 use crate::handle::FenceHandle;
 use crate::reason::{Code, Reason};
+use crate::registry::Registry;
 use crate::time::{deadline_after, TimeTrigger};
 use crate::token::Token;
 use crate::trigger::{FutureSource, Source, Trigger, Triggers};
@@ -73,6 +74,7 @@ pub struct Fencing {
     last: Last,
     grace: Option<Duration>,
     policy: Option<Policy>,
+    registration: Option<(Registry, Code)>,
 }
 
 /// Decides, once per fired reason, whether it cancels.
@@ -124,6 +126,7 @@ impl Fencing {
             last: Last::Nothing,
             grace: None,
             policy: None,
+            registration: None,
         }
     }
 
@@ -419,6 +422,16 @@ impl Fencing {
             Some(Policy(first)) => Arc::new(move |reason: &Reason| first(reason) && policy(reason)),
         }));
         self
+    }
+
+    pub(crate) fn with_registration(mut self, registry: Registry, name: Code) -> Self {
+        self.last = Last::Nothing;
+        self.registration = Some((registry, name));
+        self
+    }
+
+    pub(crate) fn registration(&self) -> Option<&(Registry, Code)> {
+        self.registration.as_ref()
     }
 
     pub(crate) fn has_policy(&self) -> bool {

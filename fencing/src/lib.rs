@@ -152,6 +152,7 @@ mod handle;
 #[cfg(feature = "tokio-util")]
 mod interop;
 mod reason;
+mod registry;
 mod slab;
 #[cfg(feature = "rt")]
 mod task;
@@ -172,6 +173,7 @@ pub use crate::fence::{Fenced, WaitForFencing};
 pub use crate::fencing::{on_deadline, on_future, on_timeout, on_token, Fencing};
 pub use crate::handle::FenceHandle;
 pub use crate::reason::{Code, Message, Reason, ReasonKind};
+pub use crate::registry::{OperationId, OperationInfo, Registry};
 #[cfg(feature = "rt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
 pub use crate::task::{shield, spawn, spawn_blocking, Shielded};

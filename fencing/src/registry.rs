@@ -1,0 +1,333 @@
+//! [`Registry`]: the running operations of a service, listed and cancelled by
+//! id or name: the admin endpoint.
+
+use crate::fencing::Fencing;
+use crate::reason::{Code, Message, Reason};
+use crate::token::tree::Node;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+use tokio::time::Instant;
+
+/// The operations currently running under fences that registered with it
+/// (hother's `OperationRegistry`): list them, cancel one by id, or all whose
+/// name matches, with a reason.
+///
+/// A fence whose `Fencing` was declared with
+/// [`register`](Fencing::register) enters the registry when it starts (its
+/// first poll) and leaves when it ends, whatever the outcome, and when it is
+/// dropped. Fences that do not register pay nothing. A cancellation through
+/// the registry is a [`Token`](crate::ReasonKind::Token) reason with the code
+/// `"registry"` and the message given.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{Fencing, Registry};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let registry = Registry::new();
+/// let export = tokio::spawn(
+///     Fencing::new()
+///         .register(&registry, "export")
+///         .run(std::future::pending::<()>()),
+/// );
+/// tokio::task::yield_now().await;
+///
+/// let running = registry.list();
+/// assert_eq!(running.len(), 1);
+/// assert_eq!(running[0].name(), "export");
+///
+/// assert!(registry.cancel(running[0].id(), "stopped by an operator"));
+/// let err = export.await.unwrap().unwrap_err();
+/// assert!(err.cancelled_by("registry"));
+/// assert!(registry.list().is_empty(), "it left when it ended");
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: AtomicU64,
+    operations: Mutex<BTreeMap<u64, Entry>>,
+}
+
+struct Entry {
+    name: Code,
+    started: Instant,
+    deadline: Option<Instant>,
+    /// Cancels the operation's fence.
+    node: Arc<Node>,
+    reasons: Arc<Mutex<Vec<Reason>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The code of reasons given through the registry.
+const CODE: &str = "registry";
+
+impl Registry {
+    /// Creates an empty registry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(fencing::Registry::new().list().is_empty());
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The operations running now, oldest first.
+    ///
+    /// # Examples
+    ///
+    /// See [`Registry`].
+    #[must_use]
+    pub fn list(&self) -> Vec<OperationInfo> {
+        lock(&self.inner.operations)
+            .iter()
+            .map(|(id, entry)| OperationInfo {
+                id: OperationId(*id),
+                name: entry.name.clone(),
+                started: entry.started,
+                deadline: entry.deadline,
+                reasons: lock(&entry.reasons).clone(),
+            })
+            .collect()
+    }
+
+    /// Cancels the operation `id` with `message`. Returns `false` if no such
+    /// operation is running, or it was cancelled already.
+    ///
+    /// # Examples
+    ///
+    /// See [`Registry`].
+    pub fn cancel(&self, id: OperationId, message: impl Into<Message>) -> bool {
+        let node = lock(&self.inner.operations)
+            .get(&id.0)
+            .map(|e| Arc::clone(&e.node));
+        // Cancelled outside the lock: cancelling wakes tasks.
+        node.is_some_and(|node| node.cancel(Reason::token(message).with_code(Some(&CODE.into()))))
+    }
+
+    /// Cancels every running operation whose name satisfies `matches`, with
+    /// `message`. Returns how many it cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let registry = Registry::new();
+    /// for name in ["export:a", "export:b", "import"] {
+    ///     tokio::spawn(Fencing::new().register(&registry, name).run(std::future::pending::<()>()));
+    /// }
+    /// tokio::task::yield_now().await;
+    /// let n = registry.cancel_matching(|name| name.starts_with("export:"), "maintenance");
+    /// assert_eq!(n, 2);
+    /// tokio::task::yield_now().await;
+    /// assert_eq!(registry.list().len(), 1);
+    /// # }
+    /// ```
+    pub fn cancel_matching(
+        &self,
+        mut matches: impl FnMut(&str) -> bool,
+        message: impl Into<Message>,
+    ) -> usize {
+        let nodes: Vec<Arc<Node>> = lock(&self.inner.operations)
+            .values()
+            .filter(|entry| matches(entry.name.as_str()))
+            .map(|entry| Arc::clone(&entry.node))
+            .collect();
+        let reason = Reason::token(message).with_code(Some(&CODE.into()));
+        nodes
+            .into_iter()
+            .filter(|node| node.cancel(reason.clone()))
+            .count()
+    }
+
+    /// The number of operations running now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(fencing::Registry::new().len(), 0);
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> usize {
+        lock(&self.inner.operations).len()
+    }
+
+    /// Returns `true` if no operation is running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(fencing::Registry::new().is_empty());
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Enters an operation; it leaves when the returned value is dropped.
+    pub(crate) fn enter(&self, name: &Code, deadline: Option<Instant>) -> Operation {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let node = Node::new();
+        let reasons = Arc::default();
+        lock(&self.inner.operations).insert(
+            id,
+            Entry {
+                name: name.clone(),
+                started: Instant::now(),
+                deadline,
+                node: Arc::clone(&node),
+                reasons: Arc::clone(&reasons),
+            },
+        );
+        Operation {
+            registry: self.clone(),
+            id,
+            node,
+            key: None,
+            fired: false,
+            reasons,
+        }
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("running", &self.len())
+            .finish()
+    }
+}
+
+/// The id of a registered operation, unique within its registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OperationId(u64);
+
+impl fmt::Display for OperationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A snapshot of one running operation, from [`Registry::list`].
+#[derive(Clone, Debug)]
+pub struct OperationInfo {
+    id: OperationId,
+    name: Code,
+    started: Instant,
+    deadline: Option<Instant>,
+    reasons: Vec<Reason>,
+}
+
+impl OperationInfo {
+    /// Its id, for [`Registry::cancel`].
+    #[must_use]
+    pub fn id(&self) -> OperationId {
+        self.id
+    }
+
+    /// The name it registered under.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// When its fence started.
+    #[must_use]
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Its deadline when it started, if it had one.
+    #[must_use]
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The reasons its fence had recorded when the snapshot was taken: a
+    /// body still running after a trigger fired (protected, in a grace
+    /// period) shows them here.
+    #[must_use]
+    pub fn reasons(&self) -> &[Reason] {
+        &self.reasons
+    }
+}
+
+/// A running fence's entry in a registry: its own cancellation node, waited
+/// on like a trigger, and its shared list of reasons.
+pub(crate) struct Operation {
+    registry: Registry,
+    id: u64,
+    node: Arc<Node>,
+    key: Option<usize>,
+    fired: bool,
+    reasons: Arc<Mutex<Vec<Reason>>>,
+}
+
+impl Operation {
+    pub(crate) fn poll_fired(&mut self, waker: &Waker) {
+        if !self.fired {
+            let _: Poll<Reason> = self.node.poll_cancelled(&mut self.key, waker);
+        }
+    }
+
+    /// The registry's reason, the first time it is seen.
+    pub(crate) fn take_fired(&mut self) -> Option<Reason> {
+        if self.fired {
+            return None;
+        }
+        let reason = self.node.reason()?.clone();
+        self.fired = true;
+        Some(reason)
+    }
+
+    /// The registry's reason, if it fired and was not taken yet.
+    pub(crate) fn peek(&self) -> Option<Reason> {
+        if self.fired {
+            return None;
+        }
+        self.node.reason().cloned()
+    }
+
+    pub(crate) fn recorded(&self, reason: &Reason) {
+        lock(&self.reasons).push(reason.clone());
+    }
+}
+
+impl Drop for Operation {
+    fn drop(&mut self) {
+        self.node.deregister(&mut self.key);
+        let entry = lock(&self.registry.inner.operations).remove(&self.id);
+        drop(entry);
+    }
+}
+
+impl Fencing {
+    /// Registers every fence run from this `Fencing` in `registry` under
+    /// `name`, while it runs; see [`Registry`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Registry`].
+    #[must_use]
+    pub fn register(self, registry: &Registry, name: impl Into<Code>) -> Self {
+        self.with_registration(registry.clone(), name.into())
+    }
+}
