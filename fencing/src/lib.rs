@@ -81,6 +81,15 @@
 //! | absolute deadline | [`Fencing::deadline`], [`on_deadline`] | [`ReasonKind::Deadline`] | `deadline exceeded` |
 //! | token | [`Fencing::token`], [`on_token`] | [`ReasonKind::Token`] | the token's message |
 //! | any future | [`Fencing::future`], [`on_future`] | [`ReasonKind::Future`] | `trigger future completed` |
+//! | a fence handle | [`Fencing::handle`] | [`ReasonKind::Token`] or a time kind | the handle's message, or as for time |
+//! | OS signal (`signal`) | [`Fencing::signal`] | [`ReasonKind::Signal`] | `received SIGTERM` |
+//! | polled condition | [`Fencing::condition`], [`Fencing::condition_async`] | [`ReasonKind::Condition`] | `condition met` |
+//! | all of several | [`Fencing::all_of`] | [`ReasonKind::AllOf`] | `all of: …` naming each part |
+//! | tokio-util token (`tokio-util`) | [`Fencing::cancellation_token`] | [`ReasonKind::Token`] | `cancellation token cancelled` |
+//!
+//! A [`policy`](Fencing::policy) may decline fired reasons; a [`Registry`]
+//! lists running fences and cancels them by id or name; [`Token::on_cancel`]
+//! runs a callback when a token is cancelled.
 //!
 //! Time triggers merge: the tightest wins, together with its code; a
 //! relative timeout is anchored when declared; an overflowing duration means
@@ -105,6 +114,9 @@
 //!   (target `fencing::fence`). Nothing is emitted without the feature.
 //! - `stream`: [`Fencing::stream`] runs a `futures_core::Stream` inside a
 //!   fence ([`FencedStream`]); adds the `futures-core` dependency.
+//! - `test-util`: `__live_counts()`, the process-wide numbers of live token
+//!   nodes, waiters and fence timers, for leak checks (not covered by
+//!   semver).
 //!
 //! # Cancel safety
 //!
