@@ -72,6 +72,13 @@ pub struct Fencing {
     deadline: Option<TimeTrigger>,
     triggers: Triggers,
     last: Last,
+    /// What few fences use, behind one pointer so that the common
+    /// `Fencing` stays small to move, clone and bind.
+    extra: Option<Arc<Extra>>,
+}
+
+#[derive(Clone, Default)]
+struct Extra {
     grace: Option<Duration>,
     policy: Option<Policy>,
     registration: Option<(Registry, Code)>,
@@ -124,9 +131,7 @@ impl Fencing {
             deadline: None,
             triggers: Triggers::Empty,
             last: Last::Nothing,
-            grace: None,
-            policy: None,
-            registration: None,
+            extra: None,
         }
     }
 
@@ -417,31 +422,40 @@ impl Fencing {
         P: Fn(&Reason) -> bool + Send + Sync + 'static,
     {
         self.last = Last::Nothing;
-        self.policy = Some(Policy(match self.policy.take() {
+        let extra = self.extra_mut();
+        extra.policy = Some(Policy(match extra.policy.take() {
             None => Arc::new(policy),
             Some(Policy(first)) => Arc::new(move |reason: &Reason| first(reason) && policy(reason)),
         }));
         self
     }
 
+    fn extra(&self) -> Option<&Extra> {
+        self.extra.as_deref()
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        Arc::make_mut(self.extra.get_or_insert_with(Arc::default))
+    }
+
     pub(crate) fn with_registration(mut self, registry: Registry, name: Code) -> Self {
         self.last = Last::Nothing;
-        self.registration = Some((registry, name));
+        self.extra_mut().registration = Some((registry, name));
         self
     }
 
     pub(crate) fn registration(&self) -> Option<&(Registry, Code)> {
-        self.registration.as_ref()
+        self.extra()?.registration.as_ref()
     }
 
     pub(crate) fn has_policy(&self) -> bool {
-        self.policy.is_some()
+        self.extra().is_some_and(|extra| extra.policy.is_some())
     }
 
     /// Whether `reason` may cancel: the policy's verdict, or `true`.
     pub(crate) fn accepts(&self, reason: &Reason) -> bool {
-        self.policy
-            .as_ref()
+        self.extra()
+            .and_then(|extra| extra.policy.as_ref())
             .map_or(true, |policy| (policy.0)(reason))
     }
 
@@ -488,7 +502,8 @@ impl Fencing {
     #[must_use]
     pub fn grace(mut self, grace: Duration) -> Self {
         self.last = Last::Nothing;
-        self.grace = Some(self.grace.map_or(grace, |current| current.min(grace)));
+        let extra = self.extra_mut();
+        extra.grace = Some(extra.grace.map_or(grace, |current| current.min(grace)));
         self
     }
 
@@ -505,7 +520,7 @@ impl Fencing {
     /// ```
     #[must_use]
     pub fn grace_period(&self) -> Option<Duration> {
-        self.grace
+        self.extra()?.grace
     }
 
     /// Waits until any trigger fires, and returns what fired. Resolves at
@@ -541,7 +556,9 @@ impl Fencing {
     /// This method is cancel safe: dropping the future releases its
     /// registrations and loses nothing.
     pub fn cancelled(mut self) -> crate::fence::WaitForFencing {
-        self.grace = None;
+        if self.grace_period().is_some() {
+            self.extra_mut().grace = None;
+        }
         crate::fence::WaitForFencing::new(self)
     }
 
@@ -560,7 +577,7 @@ impl Fencing {
     /// The grace period a fence waits out; a zero one is none at all, so
     /// the body is dropped in the poll that sees the trigger.
     pub(crate) fn grace_for_fence(&self) -> Option<Duration> {
-        self.grace.filter(|grace| !grace.is_zero())
+        self.grace_period().filter(|grace| !grace.is_zero())
     }
 
     /// The deadline in effect: the tightest of the declared time triggers,
