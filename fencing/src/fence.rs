@@ -5,7 +5,7 @@ use crate::error::Cancelled;
 use crate::fencing::Fencing;
 use crate::reason::{Code, Reason};
 use crate::registry::Operation;
-use crate::time::{deadline_after, timer_deadline, FAR_FUTURE};
+use crate::time::{deadline_after, timer_deadline};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -520,8 +520,8 @@ impl Armed {
                 (Some(_), TimerProj::Armed { .. }) => {}
             }
             self.timer_at = at;
-            if let TimerProj::Armed { sleep } = timer.project() {
-                deadline_passed = sleep.poll(cx).is_ready();
+            if let (Some(at), TimerProj::Armed { sleep }) = (at, timer.project()) {
+                deadline_passed = poll_until(sleep, at, cx);
             }
         }
         self.record(deadline_passed);
@@ -536,28 +536,28 @@ impl Armed {
         }
         if let Some(grace) = self.fencing.grace_for_fence() {
             if self.grace == Grace::NotStarted {
-                // A grace period beyond tokio's far future means "never".
-                self.grace = Some(grace)
-                    .filter(|grace| *grace < FAR_FUTURE)
-                    .and_then(|grace| deadline_after(Instant::now(), grace))
-                    .map_or(Grace::Forever, Grace::Until);
+                // A grace period that overflows the clock means "never".
+                let now = Instant::now();
+                self.grace = deadline_after(now, grace).map_or(Grace::Forever, Grace::Until);
+                if let Grace::Until(until) = self.grace {
+                    // The one timer now serves the grace period.
+                    let target = timer_deadline(until, now);
+                    match timer.as_mut().project() {
+                        TimerProj::Armed { sleep } => sleep.reset(target),
+                        TimerProj::Idle => {
+                            timer.set(Timer::Armed {
+                                sleep: tokio::time::sleep_until(target),
+                            });
+                            self.timer_count = Some(TimerCount::new());
+                        }
+                    }
+                }
             }
             let Grace::Until(until) = self.grace else {
                 return false;
             };
-            // The one timer now serves the grace period.
-            match timer.as_mut().project() {
-                TimerProj::Armed { sleep } if sleep.deadline() != until => sleep.reset(until),
-                TimerProj::Armed { .. } => {}
-                TimerProj::Idle => {
-                    timer.set(Timer::Armed {
-                        sleep: tokio::time::sleep_until(until),
-                    });
-                    self.timer_count = Some(TimerCount::new());
-                }
-            }
             if let TimerProj::Armed { sleep } = timer.project() {
-                if sleep.poll(cx).is_pending() {
+                if !poll_until(sleep, until, cx) {
                     return false;
                 }
             }
@@ -621,8 +621,11 @@ impl Armed {
             Timer::Armed { sleep } => {
                 self.grace == Grace::NotStarted
                     && sleep.is_elapsed()
-                    // Not if a handle moved the deadline since it was armed.
-                    && self.fencing.time().map(|time| time.at) == self.timer_at
+                    // Not if a handle moved the deadline since it was armed,
+                    // nor if the timer was set short of a far deadline.
+                    && self.timer_at.is_some_and(|at| {
+                        sleep.deadline() >= at && self.fencing.time().map(|time| time.at) == Some(at)
+                    })
             }
             Timer::Idle => false,
         }
@@ -697,6 +700,27 @@ impl Armed {
             .filter(move |_| live)
             .filter_map(Operation::peek);
         deadline.into_iter().chain(others).chain(registry)
+    }
+}
+
+/// Polls the fence's timer for `at`; `true` once `at` has passed. The timer
+/// is set at most thirty years ahead (see `timer_deadline`): when it expires
+/// short of `at`, it is set again, so a far deadline fires when the clock
+/// reaches it, never early.
+fn poll_until(mut sleep: Pin<&mut Sleep>, at: Instant, cx: &mut Context<'_>) -> bool {
+    loop {
+        if sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        // Set for `at` itself: tokio fires it at `at` or just after.
+        if sleep.deadline() >= at {
+            return true;
+        }
+        let now = Instant::now();
+        if at <= now {
+            return true;
+        }
+        sleep.as_mut().reset(timer_deadline(at, now));
     }
 }
 

@@ -71,7 +71,8 @@
 //!   finishes even when its caller is dropped; [`FenceHandle`]: cancel a
 //!   running fence or move its deadline from outside.
 //!
-//! The [`guide`] says which of these to reach for.
+//! The [`guide`] says which of these to reach for; [`bad_input`] lists
+//! what every odd input does.
 //!
 //! # Triggers
 //!
@@ -156,6 +157,8 @@ mod context;
 mod debug;
 #[doc = include_str!("../docs/guide.md")]
 pub mod guide {}
+#[doc = include_str!("../docs/bad_input.md")]
+pub mod bad_input {}
 mod error;
 mod ext;
 mod fence;

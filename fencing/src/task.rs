@@ -134,7 +134,9 @@ where
 /// # Panics
 ///
 /// Panics if called outside a tokio runtime, as [`tokio::spawn`] does. A
-/// panic in the shielded work is resumed in the caller awaiting it.
+/// panic in the shielded work is resumed in the caller awaiting it. Awaiting
+/// it panics too if the runtime running the work shut down before the work
+/// completed (there is no value to return).
 #[track_caller]
 pub fn shield<F>(future: F) -> Shielded<F::Output>
 where
