@@ -166,6 +166,7 @@ mod fencing;
 mod handle;
 #[cfg(feature = "tokio-util")]
 mod interop;
+mod loom;
 mod reason;
 mod registry;
 mod slab;

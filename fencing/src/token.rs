@@ -2,6 +2,8 @@
 
 mod guard;
 mod hook;
+#[cfg(all(test, loom))]
+mod tests;
 pub(crate) mod tree;
 
 pub use guard::{DropGuard, DropGuardRef};

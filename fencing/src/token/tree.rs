@@ -20,6 +20,8 @@
 //! 4. After the reason is set, no waker is added to `waiters`: registration
 //!    checks the reason under the `waiters` lock, and `cancel` drains the slab
 //!    under that same lock after setting the reason.
+//! 5. A node's shards are allocated only under its `waiters` lock, and only
+//!    while its reason is not set (checked under that lock).
 //!
 //! # Deadlock safety
 //!
@@ -40,11 +42,31 @@
 //! or the cancel's comes first, and the creation sees the reason (the lock
 //! orders the reason's store before the check). The same argument, with the
 //! `waiters` lock, covers waiter registration (invariant 4).
+//!
+//! That argument needs the cancel to see the shards at all, and the shards'
+//! `OnceLock` does not give that: "store the reason, then load the shards"
+//! against "store the shards, then load the reason" is the store-buffering
+//! pattern, where with acquire/release alone both loads may read the old
+//! value (the memory model allows it; so do CPUs with RCpc acquire loads,
+//! such as `ldapr` on AArch64). The cancel would see no shards and the first
+//! child no reason: a registered child never cancelled. The loom model
+//! `cancel_racing_first_child_creation_never_misses_the_child` found this.
+//! Hence invariant 5: `cancel` takes the `waiters` lock (to drain it) after
+//! setting the reason and before looking for shards, so either the
+//! allocating section comes first, and the cancel sees the shards, or the
+//! cancel's does, and the creation sees the reason and allocates nothing.
+//! Every shard allocation is in such a section, so a cancel misses none.
+//! This costs the first child of a node one extra lock; later children and
+//! the cancel's fast path are unchanged.
+//!
+//! The models in `token/tests/loom_tree.rs` check these arguments, the
+//! invariants and the lock discipline under loom (`.ci/loom`).
 
+// `std`'s types in every build but the loom models (see `crate::loom`).
+use crate::loom::sync::atomic::{self, AtomicUsize, Ordering};
+use crate::loom::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use crate::reason::Reason;
 use crate::slab::Slab;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Poll, Waker};
 
 const UNREGISTERED: usize = usize::MAX;
@@ -94,6 +116,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// How many shards a parent spreads its children over: enough that threads
 /// creating children of one parent rarely meet on a lock.
+#[cfg(not(all(test, loom)))]
 fn shard_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| {
@@ -104,12 +127,37 @@ fn shard_count() -> usize {
 
 /// Each thread keeps one shard index, handed out round-robin, so that two
 /// threads working on one parent use different shards.
+#[cfg(not(all(test, loom)))]
 fn this_thread_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
     SHARD.with(|s| *s) & (shard_count() - 1)
+}
+
+/// Under loom: two shards, so that the models see children spread over
+/// more than one shard lock, and no `static` that would outlive one explored
+/// execution (loom needs each to be deterministic).
+#[cfg(all(test, loom))]
+fn shard_count() -> usize {
+    2
+}
+
+/// Under loom every model thread runs on the same OS thread, so a
+/// `thread_local!` would put them all in one shard: use the loom thread's
+/// index instead (main is 0, spawned threads 1, 2, ...), read from its
+/// `Debug` form, the only place loom shows it. Deterministic, and no loom
+/// operation, so it adds no interleavings.
+#[cfg(all(test, loom))]
+fn this_thread_shard() -> usize {
+    let id = format!("{:?}", loom::thread::current().id());
+    let index: usize = id
+        .trim_start_matches("ThreadId(")
+        .trim_end_matches(')')
+        .parse()
+        .expect("loom's ThreadId is `ThreadId(n)`");
+    index & (shard_count() - 1)
 }
 
 impl Node {
@@ -141,11 +189,14 @@ impl Node {
             let _ = child.reason.set(reason.clone());
             return child;
         }
-        let shards = self.children.get_or_init(|| {
-            (0..shard_count())
-                .map(|_| Padded(Mutex::new(Slab::new())))
-                .collect()
-        });
+        let shards = match self.shards_for_children() {
+            Ok(shards) => shards,
+            Err(reason) => {
+                // Born cancelled: cancelled before the shards were there.
+                let _ = child.reason.set(reason.clone());
+                return child;
+            }
+        };
         let mut slab = lock(&shards[shard]);
         if let Some(reason) = self.reason.get() {
             drop(slab);
@@ -156,6 +207,26 @@ impl Node {
             child.key.store(key, Ordering::Relaxed);
         }
         child
+    }
+
+    /// The shards to register a child in; allocated with the first child,
+    /// under the `waiters` lock and only while the node is not cancelled, or
+    /// the reason if it is (invariant 5, and "# Lost wakeups").
+    fn shards_for_children(&self) -> Result<&Shards, &Reason> {
+        if let Some(shards) = self.children.get() {
+            return Ok(shards);
+        }
+        let waiters = lock(&self.waiters);
+        if let Some(reason) = self.reason.get() {
+            return Err(reason);
+        }
+        let shards = self.children.get_or_init(|| {
+            (0..shard_count())
+                .map(|_| Padded(Mutex::new(Slab::new())))
+                .collect()
+        });
+        drop(waiters);
+        Ok(shards)
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
@@ -176,7 +247,8 @@ impl Node {
         let mut stack = vec![Arc::clone(self)];
         while let Some(node) = stack.pop() {
             // `node` is cancelled: wake its waiters and run its hooks (no
-            // lock held), then queue its children.
+            // lock held), then queue its children. The `waiters` lock must
+            // be taken before the shards are looked for (invariant 5).
             let waiters: Vec<Waiter> = lock(&node.waiters).drain().collect();
             crate::debug::waiters_drained(waiters.len());
             let reason = node.reason.get().expect("set above or by the parent");
@@ -321,7 +393,7 @@ impl Node {
     /// Removes this node from its parent's slab and hands back the parent.
     fn leave_parent(&mut self) -> Option<Arc<Self>> {
         let parent = self.parent.take()?;
-        let key = *self.key.get_mut();
+        let key = atomic::read_mut(&mut self.key);
         if key != UNREGISTERED {
             let shards = parent
                 .children
