@@ -1401,8 +1401,6 @@ impl Wake for Exploding {
 }
 
 #[test]
-#[ignore = "bug: a waker that panics in `wake` stops `cancel` half-way: later waiters are \
-            never woken and children are never cancelled"]
 fn bad_input_waker_panics() {
     let token = Token::new();
     let child = token.child();

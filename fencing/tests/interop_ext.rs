@@ -1,13 +1,13 @@
 //! tokio-util interop both ways, and the `FenceExt` methods.
 
-use fencing::{on_timeout, FenceExt, Fencing, Token};
-use std::future::pending;
+use fencing::{on_timeout, FenceExt, Token};
 use std::time::Duration;
-use tokio_test::{assert_pending, assert_ready, task};
 
 #[cfg(feature = "tokio-util")]
 mod tokio_util_interop {
-    use super::*;
+    use fencing::{Fencing, Token};
+    use std::future::pending;
+    use tokio_test::{assert_pending, assert_ready, task};
     use tokio_util::sync::CancellationToken;
 
     #[tokio::test(start_paused = true)]

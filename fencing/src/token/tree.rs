@@ -253,17 +253,14 @@ impl Node {
             crate::debug::waiters_drained(waiters.len());
             let reason = node.reason.get().expect("set above or by the parent");
             for waiter in waiters {
-                match waiter {
+                // A panicking hook or waker must not leave the rest of the
+                // tree unwoken or uncancelled: finish, then resume the panic.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match waiter {
                     Waiter::Task(waker) => waker.wake(),
-                    Waiter::Hook(hook) => {
-                        // A panicking hook must not leave the rest of the
-                        // tree uncancelled: finish, then resume the panic.
-                        let ran =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(reason)));
-                        if let Err(payload) = ran {
-                            panic.get_or_insert(payload);
-                        }
-                    }
+                    Waiter::Hook(hook) => hook(reason),
+                }));
+                if let Err(payload) = ran {
+                    panic.get_or_insert(payload);
                 }
             }
             let Some(shards) = node.children.get() else {
