@@ -644,17 +644,33 @@ impl Armed {
                 keep(&mut self.reasons, &mut self.declined, reason, accepted);
             }
         }
-        for (i, trigger) in self.fencing.triggers().iter().enumerate() {
-            if self.slots.is_fired(i) {
-                continue;
+        // A token may be cancelled between two reads of this pass: declared
+        // twice, it would be found under its second code only. Once a pass
+        // finds anything, look again until a pass finds nothing new, then
+        // record in declaration order.
+        let triggers = self.fencing.triggers();
+        let mut found: Vec<(usize, Reason)> = Vec::new();
+        loop {
+            let seen = found.len();
+            for (i, trigger) in triggers.iter().enumerate() {
+                if self.slots.is_fired(i) || found.iter().any(|(j, _)| *j == i) {
+                    continue;
+                }
+                if let Some(reason) = trigger.fired() {
+                    found.push((i, reason));
+                }
             }
-            if let Some(reason) = trigger.fired() {
-                // Consulted before anything is marked: a policy that panics
-                // leaves the trigger unrecorded.
-                let accepted = self.fencing.accepts(&reason);
-                self.slots.get_mut(i).fired = true;
-                keep(&mut self.reasons, &mut self.declined, reason, accepted);
+            if found.len() == seen {
+                break;
             }
+        }
+        found.sort_by_key(|(i, _)| *i);
+        for (i, reason) in found {
+            // Consulted before the trigger is marked: a policy that panics
+            // leaves it unrecorded.
+            let accepted = self.fencing.accepts(&reason);
+            self.slots.get_mut(i).fired = true;
+            keep(&mut self.reasons, &mut self.declined, reason, accepted);
         }
         if let Some(reason) = self.op.as_mut().and_then(Operation::take_fired) {
             let accepted = self.fencing.accepts(&reason);
