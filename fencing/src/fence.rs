@@ -133,11 +133,12 @@ struct Armed {
     /// Counts the armed timer in the live counts (`test-util`).
     timer_count: Option<TimerCount>,
     /// The fence's entry in a registry, while it runs.
-    op: Option<Operation>,
+    op: Option<Box<Operation>>,
     /// In firing order.
     reasons: Vec<Reason>,
-    /// Reasons the policy declined, in firing order.
-    declined: Vec<Reason>,
+    /// Reasons the policy declined, in firing order; boxed, as only fences
+    /// with a policy need it (a small fence makes a small task).
+    declined: Option<Box<Vec<Reason>>>,
 }
 
 /// Present while the fence's timer is armed: counts it in the live counts.
@@ -314,7 +315,7 @@ impl<F> Fenced<F> {
     /// See [`Fencing::policy`].
     #[must_use]
     pub fn declined(&self) -> &[Reason] {
-        &self.armed.declined
+        self.armed.declined.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// Returns `true` if the policy declined a reason with `code`.
@@ -325,7 +326,7 @@ impl<F> Fenced<F> {
     #[must_use]
     pub fn declined_by(&self, code: impl Into<Code>) -> bool {
         let code = code.into();
-        self.armed.declined.iter().any(|r| r.code() == Some(&code))
+        self.declined().iter().any(|r| r.code() == Some(&code))
     }
 
     /// The `Fencing` this fence armed.
@@ -439,7 +440,7 @@ impl Armed {
             timer_count: None,
             op: None,
             reasons: Vec::new(),
-            declined: Vec::new(),
+            declined: None,
         }
     }
 
@@ -468,7 +469,7 @@ impl Armed {
                 self.state = State::Running;
                 if let Some((registry, name)) = self.fencing.registration() {
                     let deadline = self.fencing.time().map(|time| time.at);
-                    self.op = Some(registry.enter(name, deadline));
+                    self.op = Some(Box::new(registry.enter(name, deadline)));
                 }
                 // A future trigger has fired only once it has been seen to
                 // complete: give each one poll before the body's first.
@@ -672,7 +673,7 @@ impl Armed {
             self.slots.get_mut(i).fired = true;
             keep(&mut self.reasons, &mut self.declined, reason, accepted);
         }
-        if let Some(reason) = self.op.as_mut().and_then(Operation::take_fired) {
+        if let Some(reason) = self.op.as_mut().and_then(|op| op.take_fired()) {
             let accepted = self.fencing.accepts(&reason);
             keep(&mut self.reasons, &mut self.declined, reason, accepted);
         }
@@ -714,7 +715,7 @@ impl Armed {
             .op
             .iter()
             .filter(move |_| live)
-            .filter_map(Operation::peek);
+            .filter_map(|op| op.peek());
         deadline.into_iter().chain(others).chain(registry)
     }
 }
@@ -741,11 +742,16 @@ fn poll_until(mut sleep: Pin<&mut Sleep>, at: Instant, cx: &mut Context<'_>) -> 
 }
 
 /// Files a fired reason: with the cancellations, or with the declined.
-fn keep(reasons: &mut Vec<Reason>, declined: &mut Vec<Reason>, reason: Reason, accepted: bool) {
+fn keep(
+    reasons: &mut Vec<Reason>,
+    declined: &mut Option<Box<Vec<Reason>>>,
+    reason: Reason,
+    accepted: bool,
+) {
     if accepted {
         reasons.push(reason);
     } else {
-        declined.push(reason);
+        declined.get_or_insert_with(Box::default).push(reason);
     }
 }
 
