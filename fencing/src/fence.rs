@@ -138,6 +138,7 @@ struct Armed {
     reasons: Vec<Reason>,
     /// Reasons the policy declined, in firing order; boxed, as only fences
     /// with a policy need it (a small fence makes a small task).
+    #[allow(clippy::box_collection)]
     declined: Option<Box<Vec<Reason>>>,
 }
 
@@ -742,6 +743,7 @@ fn poll_until(mut sleep: Pin<&mut Sleep>, at: Instant, cx: &mut Context<'_>) -> 
 }
 
 /// Files a fired reason: with the cancellations, or with the declined.
+#[allow(clippy::box_collection)] // see `Armed::declined`
 fn keep(
     reasons: &mut Vec<Reason>,
     declined: &mut Option<Box<Vec<Reason>>>,
