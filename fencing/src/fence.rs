@@ -242,7 +242,7 @@ impl<F> Fenced<F> {
     /// ```
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
-        !self.armed.reasons.is_empty() || self.armed.unrecorded(&self.timer).next().is_some()
+        self.armed.is_cancelled(&self.timer)
     }
 
     /// Returns `true` if the fence dropped its body because a trigger fired,
@@ -285,9 +285,7 @@ impl<F> Fenced<F> {
     /// ```
     #[must_use]
     pub fn reasons(&self) -> Vec<Reason> {
-        let mut reasons = self.armed.reasons.clone();
-        reasons.extend(self.armed.unrecorded(&self.timer));
-        reasons
+        self.armed.all_reasons(&self.timer)
     }
 
     /// Returns `true` if a trigger declared with `code` has fired.
@@ -305,7 +303,10 @@ impl<F> Fenced<F> {
     #[must_use]
     pub fn cancelled_by(&self, code: impl Into<Code>) -> bool {
         let code = code.into();
-        self.reasons().iter().any(|r| r.code() == Some(&code))
+        self.armed
+            .all_reasons(&self.timer)
+            .iter()
+            .any(|r| r.code() == Some(&code))
     }
 
     /// The reasons the `Fencing`'s [policy](Fencing::policy) declined, in
@@ -684,6 +685,18 @@ impl Armed {
             }
         }
         self.reasons.len() > before
+    }
+
+    /// Whether a trigger has fired: recorded, or seen now (see `unrecorded`).
+    fn is_cancelled(&self, timer: &Timer) -> bool {
+        !self.reasons.is_empty() || self.unrecorded(timer).next().is_some()
+    }
+
+    /// Every reason that has fired, recorded or seen now, in firing order.
+    fn all_reasons(&self, timer: &Timer) -> Vec<Reason> {
+        let mut reasons = self.reasons.clone();
+        reasons.extend(self.unrecorded(timer));
+        reasons
     }
 
     /// Reasons that have fired but are not recorded yet, in recording order.

@@ -108,7 +108,7 @@ impl<S> FencedStream<S> {
     /// See the [type's example](FencedStream).
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
-        !self.armed.reasons.is_empty() || self.armed.unrecorded(&self.timer).next().is_some()
+        self.armed.is_cancelled(&self.timer)
     }
 
     /// Returns `true` if a trigger stopped the stream before its end.
@@ -128,9 +128,7 @@ impl<S> FencedStream<S> {
     /// See the [type's example](FencedStream).
     #[must_use]
     pub fn reasons(&self) -> Vec<Reason> {
-        let mut reasons = self.armed.reasons.clone();
-        reasons.extend(self.armed.unrecorded(&self.timer));
-        reasons
+        self.armed.all_reasons(&self.timer)
     }
 
     /// Returns `true` if a trigger declared with `code` has fired.
@@ -141,7 +139,10 @@ impl<S> FencedStream<S> {
     #[must_use]
     pub fn cancelled_by(&self, code: impl Into<Code>) -> bool {
         let code = code.into();
-        self.reasons().iter().any(|r| r.code() == Some(&code))
+        self.armed
+            .all_reasons(&self.timer)
+            .iter()
+            .any(|r| r.code() == Some(&code))
     }
 
     /// The cancellation that stopped the stream, if a trigger did.
