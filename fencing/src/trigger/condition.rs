@@ -77,6 +77,23 @@ fn judge(outcome: std::thread::Result<Result<bool, String>>) -> Option<Reason> {
     }
 }
 
+/// Runs `check` every `every`, the first time one interval from the first
+/// poll, late ticks delayed rather than bunched, until it gives a reason.
+async fn every_until_fired<C, F>(every: Duration, mut check: C) -> Reason
+where
+    C: FnMut() -> F,
+    F: Future<Output = std::thread::Result<Result<bool, String>>>,
+{
+    let mut ticks = interval_at(Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Some(reason) = judge(check().await) {
+            return reason;
+        }
+    }
+}
+
 impl Fencing {
     /// Adds a polled condition: `predicate` is evaluated every `every` on
     /// the runtime (no thread per check), and the trigger fires when it
@@ -128,18 +145,9 @@ impl Fencing {
         if every.is_zero() {
             return Err(ZeroInterval(()));
         }
-        Ok(self.trigger(Box::pin(async move {
-            let mut ticks = interval_at(Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                if let Some(reason) =
-                    judge(catch_unwind(AssertUnwindSafe(|| predicate().verdict())))
-                {
-                    return reason;
-                }
-            }
-        })))
+        Ok(self.trigger(Box::pin(every_until_fired(every, move || {
+            std::future::ready(catch_unwind(AssertUnwindSafe(|| predicate().verdict())))
+        }))))
     }
 
     /// Adds a polled condition with an async predicate: like
@@ -182,35 +190,24 @@ impl Fencing {
     ) -> Result<Self, ZeroInterval>
     where
         P: FnMut() -> F + Send + 'static,
-        F: Future + Send,
+        F: Future + Send + 'static,
         F::Output: Verdict,
     {
         if every.is_zero() {
             return Err(ZeroInterval(()));
         }
-        Ok(self.trigger(Box::pin(async move {
-            let mut ticks = interval_at(Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let check = catch_unwind(AssertUnwindSafe(&mut predicate));
-                let outcome = match check {
-                    Err(payload) => Err(payload),
-                    Ok(check) => {
-                        let mut check = pin!(check);
-                        poll_fn(|cx| {
-                            match catch_unwind(AssertUnwindSafe(|| check.as_mut().poll(cx))) {
-                                Ok(poll) => poll.map(|v| Ok(v.verdict())),
-                                Err(payload) => std::task::Poll::Ready(Err(payload)),
-                            }
-                        })
-                        .await
-                    }
-                };
-                if let Some(reason) = judge(outcome) {
-                    return reason;
-                }
+        Ok(self.trigger(Box::pin(every_until_fired(every, move || {
+            let check = catch_unwind(AssertUnwindSafe(&mut predicate));
+            async move {
+                let mut check = pin!(check?);
+                poll_fn(
+                    |cx| match catch_unwind(AssertUnwindSafe(|| check.as_mut().poll(cx))) {
+                        Ok(poll) => poll.map(|v| Ok(v.verdict())),
+                        Err(payload) => std::task::Poll::Ready(Err(payload)),
+                    },
+                )
+                .await
             }
-        })))
+        }))))
     }
 }
