@@ -10,6 +10,8 @@
 //! control to the cancelling thread and waits for it; "before" and "after"
 //! are tested as separate rows.
 
+mod support;
+
 use fencing::{current, on_deadline, on_token, protect, Code, FenceHandle, Fencing, Token};
 use futures_test::task::{new_count_waker, noop_context};
 use std::any::Any;
@@ -21,6 +23,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
+use support::latest_instant;
 use tokio::runtime::{Builder, Runtime};
 use tokio::time::{self, Instant};
 use tokio_test::task::{spawn, Spawn};
@@ -124,32 +127,6 @@ fn far_past(now: Instant) -> Instant {
         }
         back /= 2;
     }
-}
-
-/// The latest instant the clock can represent, found a second and then a
-/// nanosecond at a time.
-fn latest_instant() -> Instant {
-    let now = Instant::now();
-    let (mut lo, mut hi) = (0_u64, u64::MAX);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if now.checked_add(Duration::from_secs(mid)).is_some() {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    let secs = now + Duration::from_secs(lo);
-    let (mut lo, mut hi) = (0_u32, 999_999_999_u32);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if secs.checked_add(Duration::from_nanos(mid.into())).is_some() {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    secs + Duration::from_nanos(lo.into())
 }
 
 /// A waker that counts its wake-ups.

@@ -5,6 +5,8 @@
 //! Every test runs on a paused clock and moves it with `time::advance`;
 //! where order matters the fence is polled by hand.
 
+mod support;
+
 use fencing::{on_timeout, Fenced, Fencing, ReasonKind, Token};
 use std::future::{pending, Future};
 use std::pin::Pin;
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use support::latest_instant;
 use tokio::sync::oneshot;
 use tokio::time::{self, Instant};
 use tokio_test::task::{spawn, Spawn};
@@ -462,31 +465,6 @@ async fn tightest_time_wins_deadline_far_in_the_future_does_not_panic() {
     gate.open();
     assert_eq!(assert_ready_ok!(task.poll()), "done");
     assert!(!fence(&task).is_cancelled());
-}
-
-/// The latest instant the clock can represent, a nanosecond at a time.
-fn latest_instant() -> Instant {
-    let now = Instant::now();
-    let (mut lo, mut hi) = (0_u64, u64::MAX);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if now.checked_add(Duration::from_secs(mid)).is_some() {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    let secs = now + Duration::from_secs(lo);
-    let (mut lo, mut hi) = (0_u32, 999_999_999_u32);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if secs.checked_add(Duration::from_nanos(mid.into())).is_some() {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    secs + Duration::from_nanos(lo.into())
 }
 
 /// A duration that just fits on the clock is not "overflowing", so it
