@@ -23,10 +23,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
-use support::latest_instant;
+use support::{codes, hand, latest_instant, Probe};
 use tokio::runtime::{Builder, Runtime};
 use tokio::time::{self, Instant};
-use tokio_test::task::{spawn, Spawn};
 use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok};
 
 // ---------------------------------------------------------------------------
@@ -34,75 +33,6 @@ use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok
 // ---------------------------------------------------------------------------
 
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// A future on a mock task, boxed so that the task derefs to the future.
-type Hand<F> = Spawn<Pin<Box<F>>>;
-
-fn hand<F: Future>(future: F) -> Hand<F> {
-    spawn(Box::pin(future))
-}
-
-/// A body that counts its polls and drops, records whether its context was
-/// cancelled when last polled, and is pending until opened. It registers no
-/// waker: every wake-up a test sees comes from the fence.
-#[derive(Clone, Default)]
-struct Gate {
-    polls: Arc<AtomicUsize>,
-    drops: Arc<AtomicUsize>,
-    told: Arc<AtomicBool>,
-    open: Arc<AtomicBool>,
-}
-
-impl Gate {
-    fn body(&self) -> GateBody {
-        GateBody(self.clone())
-    }
-
-    fn polls(&self) -> usize {
-        self.polls.load(SeqCst)
-    }
-
-    fn drops(&self) -> usize {
-        self.drops.load(SeqCst)
-    }
-
-    fn told(&self) -> bool {
-        self.told.load(SeqCst)
-    }
-
-    fn open(&self) {
-        self.open.store(true, SeqCst);
-    }
-}
-
-struct GateBody(Gate);
-
-impl Future for GateBody {
-    type Output = &'static str;
-
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<&'static str> {
-        self.0.polls.fetch_add(1, SeqCst);
-        self.0.told.store(current().is_cancelled(), SeqCst);
-        if self.0.open.load(SeqCst) {
-            Poll::Ready("done")
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-impl Drop for GateBody {
-    fn drop(&mut self) {
-        self.0.drops.fetch_add(1, SeqCst);
-    }
-}
-
-fn codes(reasons: &[fencing::Reason]) -> Vec<&str> {
-    reasons
-        .iter()
-        .map(|r| r.code().map_or("-", |c| c.as_str()))
-        .collect()
-}
 
 fn messages(reasons: &[fencing::Reason]) -> Vec<&str> {
     reasons.iter().map(|r| r.message()).collect()
@@ -203,7 +133,7 @@ async fn bad_input_duration_max_timeout() {
     let err = assert_ready_err!(tight.poll());
     assert_eq!(codes(err.reasons()), ["real"], "`never` took no code");
 
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(fencing.run(gate.body()));
     assert_pending!(task.poll());
     time::advance(100 * YEAR).await;
@@ -232,7 +162,7 @@ async fn bad_input_duration_max_grace() {
     );
 
     let token = Token::new();
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(fencing.token(&token).code("stop").run(gate.body()));
     assert_pending!(task.poll());
     assert!(!gate.told());
@@ -261,7 +191,7 @@ async fn bad_input_duration_max_reschedule_after() {
         .code("budget")
         .handle(&handle)
         .code("idle");
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(fencing.clone().run(gate.body()));
     assert_pending!(task.poll());
 
@@ -302,7 +232,7 @@ async fn bad_input_duration_zero_timeout() {
     assert_eq!(fencing.remaining(), Some(Duration::ZERO));
     assert!(fencing.is_cancelled(), "fired already, when declared");
 
-    let gate = Gate::default();
+    let gate = Probe::default();
     gate.open();
     let mut task = hand(fencing.clone().run(gate.body()));
     assert!(task.is_cancelled(), "known before the first poll");
@@ -318,7 +248,7 @@ async fn bad_input_duration_zero_timeout() {
 
     // Through a handle: fires at the running fence's next poll.
     let handle = FenceHandle::new();
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(Fencing::new().handle(&handle).code("h").run(gate.body()));
     assert_pending!(task.poll());
     handle.reschedule_after(Duration::ZERO);
@@ -339,7 +269,7 @@ async fn bad_input_duration_zero_grace() {
     assert_eq!(fencing.grace_period(), Some(Duration::ZERO));
 
     let token = Token::new();
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(fencing.token(&token).code("stop").run(gate.body()));
     assert_pending!(task.poll());
     token.cancel();
@@ -373,7 +303,7 @@ async fn bad_input_deadline_far_in_the_past() {
     assert!(fencing.is_cancelled(), "already fired");
     assert!(on_deadline(past).is_cancelled());
 
-    let gate = Gate::default();
+    let gate = Probe::default();
     gate.open();
     let mut task = hand(fencing.clone().run(gate.body()));
     assert!(task.is_cancelled());
@@ -388,7 +318,7 @@ async fn bad_input_deadline_far_in_the_past() {
 
     // Through a handle: a running fence fires at its next poll.
     let handle = FenceHandle::new();
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(
         Fencing::new()
             .timeout(Duration::from_secs(60))
@@ -422,7 +352,7 @@ fn bad_input_deadline_before_the_runtime_started() {
         let fencing = on_deadline(before).code("stale");
         assert!(fencing.is_cancelled(), "already fired");
         assert_eq!(fencing.remaining(), Some(Duration::ZERO));
-        let gate = Gate::default();
+        let gate = Probe::default();
         gate.open();
         let err = fencing.run(gate.body()).await.unwrap_err();
         assert_eq!(gate.polls(), 0);
@@ -431,7 +361,7 @@ fn bad_input_deadline_before_the_runtime_started() {
         // The fence's timer is moved to an instant before the time driver
         // started: it fires at the next poll.
         let handle = FenceHandle::new();
-        let gate = Gate::default();
+        let gate = Probe::default();
         let mut task = hand(
             Fencing::new()
                 .timeout(Duration::from_secs(60))
@@ -466,7 +396,7 @@ async fn bad_input_deadline_far_in_the_future() {
         "representable: a deadline, not an overflow"
     );
 
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(fencing.run(gate.body()));
     assert_pending!(task.poll());
     time::advance(31 * YEAR).await;
@@ -509,7 +439,7 @@ async fn bad_input_deadline_latest_representable() {
     );
 
     // Arming the fence's timer for it neither panics nor fires.
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(fencing.run(gate.body()));
     let poll = panic::catch_unwind(AssertUnwindSafe(|| task.poll()));
     assert!(matches!(poll, Ok(Poll::Pending)), "panicked while arming");
@@ -522,7 +452,7 @@ async fn bad_input_deadline_latest_representable() {
     let handle = FenceHandle::new();
     handle.reschedule(latest);
     assert_eq!(handle.deadline(), Some(latest));
-    let mut task = hand(Fencing::new().handle(&handle).run(Gate::default().body()));
+    let mut task = hand(Fencing::new().handle(&handle).run(Probe::default().body()));
     assert_pending!(task.poll());
     time::advance(5 * YEAR).await;
     assert_pending!(task.poll());
@@ -533,7 +463,7 @@ async fn bad_input_deadline_latest_representable() {
 #[tokio::test(start_paused = true)]
 async fn bad_input_grace_far_in_the_future() {
     let token = Token::new();
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(
         Fencing::new()
             .token(&token)
@@ -592,7 +522,7 @@ fn bad_input_cancel_from_inside_a_waker() {
     let waker = Waker::from(reentrant.clone());
     let mut cx = Context::from_waker(&waker);
 
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut fenced = pin!(Fencing::new()
         .token(&a)
         .code("a")
@@ -753,7 +683,7 @@ async fn bad_input_cancel_after_every_waiter_is_gone() {
 async fn bad_input_cancel_after_every_fence_is_gone() {
     let token = Token::new();
     let handle = FenceHandle::new();
-    let gate = Gate::default();
+    let gate = Probe::default();
     {
         let fencing = Fencing::new()
             .timeout(Duration::from_secs(5))
@@ -780,7 +710,7 @@ async fn bad_input_cancel_after_every_fence_is_gone() {
     assert_eq!(gate.polls(), 2, "nothing polls a dropped body");
 
     // A fence declared afterwards never starts its body.
-    let after = Gate::default();
+    let after = Probe::default();
     let err = Fencing::new()
         .token(&token)
         .code("stop")
@@ -807,7 +737,7 @@ async fn bad_input_empty_code() {
     coded.cancel_with("stop");
     plain.cancel_with("plain");
 
-    let mut task = hand(fencing.run(Gate::default().body()));
+    let mut task = hand(fencing.run(Probe::default().body()));
     assert!(task.cancelled_by(""));
     let err = assert_ready_err!(task.poll());
     assert_eq!(codes(err.reasons()), ["", "-"], "a code, then none");
@@ -1135,7 +1065,7 @@ fn bad_input_future_trigger_panics() {
         .code("boom");
 
     // It panics in the first fence that polls it, before the body starts.
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut first = hand(fencing.clone().run(gate.body()));
     let payload = panic::catch_unwind(AssertUnwindSafe(|| first.poll())).unwrap_err();
     assert_eq!(panic_text(&*payload), "trigger blew up", "unchanged");
@@ -1320,7 +1250,7 @@ async fn bad_input_protect_outside_a_fence() {
 async fn bad_input_cancelled_on_an_empty_fencing() {
     let mut waited = hand(Fencing::new().cancelled());
     let mut inherited = hand(current().cancelled());
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut fenced = hand(Fencing::new().run(gate.body()));
     assert_pending!(waited.poll());
     assert_pending!(inherited.poll());

@@ -6,96 +6,22 @@
 //! Every test polls by hand where order matters and runs on a paused clock
 //! where time is involved; none sleeps in real time.
 
-use fencing::{on_token, Fenced, Fencing, ReasonKind, Token};
+mod support;
+
+use fencing::{on_token, Fencing, ReasonKind, Token};
 use std::future::{pending, Future};
 use std::panic::{self, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+use support::{fence, hand, Probe};
 use tokio::time::{self, Instant};
-use tokio_test::task::{spawn, Spawn};
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok};
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A fence on a mock task. `Fenced` is `!Unpin` (it holds a `Sleep`), so it is
-/// boxed: the mock task then derefs to the fence, which stays pinned and can
-/// be asked after it completed.
-type Hand<F> = Spawn<Pin<Box<Fenced<F>>>>;
-
-fn hand<F: Future>(fenced: Fenced<F>) -> Hand<F> {
-    spawn(Box::pin(fenced))
-}
-
-/// The fence inside a mock task.
-fn fence<F>(task: &Hand<F>) -> &Fenced<F> {
-    task
-}
-
-/// A body under the test's control: it counts its polls, is pending until
-/// [`Probe::open`], panics once [`Probe::explode`]d, and records its drop. It
-/// never registers a waker, so every wake-up a test sees comes from the fence.
-#[derive(Clone, Default)]
-struct Probe(Arc<ProbeState>);
-
-#[derive(Default)]
-struct ProbeState {
-    polls: AtomicUsize,
-    open: AtomicBool,
-    explode: AtomicBool,
-    dropped: AtomicBool,
-}
-
-impl Probe {
-    fn body(&self) -> ProbeBody {
-        ProbeBody(self.clone())
-    }
-
-    fn polls(&self) -> usize {
-        self.0.polls.load(SeqCst)
-    }
-
-    fn open(&self) {
-        self.0.open.store(true, SeqCst);
-    }
-
-    fn explode(&self) {
-        self.0.explode.store(true, SeqCst);
-    }
-
-    fn dropped(&self) -> bool {
-        self.0.dropped.load(SeqCst)
-    }
-}
-
-struct ProbeBody(Probe);
-
-impl Future for ProbeBody {
-    type Output = &'static str;
-
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<&'static str> {
-        let state = &self.0 .0;
-        state.polls.fetch_add(1, SeqCst);
-        if state.explode.load(SeqCst) {
-            panic!("body exploded");
-        }
-        if state.open.load(SeqCst) {
-            Poll::Ready("done")
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-impl Drop for ProbeBody {
-    fn drop(&mut self) {
-        self.0 .0.dropped.store(true, SeqCst);
-    }
-}
 
 /// Sets a flag and sends on a channel when dropped: held by a body, it shows
 /// when the body's destructors ran.

@@ -7,77 +7,18 @@
 
 mod support;
 
-use fencing::{on_timeout, Fenced, Fencing, ReasonKind, Token};
-use std::future::{pending, Future};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use fencing::{on_timeout, Fencing, ReasonKind, Token};
+use std::future::pending;
+use std::task::Poll;
 use std::time::Duration;
-use support::latest_instant;
+use support::{codes, fence, hand, latest_instant, Probe};
 use tokio::sync::oneshot;
 use tokio::time::{self, Instant};
-use tokio_test::task::{spawn, Spawn};
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok};
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A fence on a mock task, boxed so that the task derefs to the pinned fence.
-type Hand<F> = Spawn<Pin<Box<Fenced<F>>>>;
-
-fn hand<F: Future>(fenced: Fenced<F>) -> Hand<F> {
-    spawn(Box::pin(fenced))
-}
-
-fn fence<F>(task: &Hand<F>) -> &Fenced<F> {
-    task
-}
-
-/// A body that counts its polls and is pending until opened. It registers no
-/// waker: every wake-up a test sees comes from the fence's triggers.
-#[derive(Clone, Default)]
-struct Gate {
-    polls: Arc<AtomicUsize>,
-    open: Arc<AtomicBool>,
-}
-
-impl Gate {
-    fn body(&self) -> GateBody {
-        GateBody(self.clone())
-    }
-
-    fn polls(&self) -> usize {
-        self.polls.load(SeqCst)
-    }
-
-    fn open(&self) {
-        self.open.store(true, SeqCst);
-    }
-}
-
-struct GateBody(Gate);
-
-impl Future for GateBody {
-    type Output = &'static str;
-
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<&'static str> {
-        self.0.polls.fetch_add(1, SeqCst);
-        if self.0.open.load(SeqCst) {
-            Poll::Ready("done")
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-fn codes(reasons: &[fencing::Reason]) -> Vec<&str> {
-    reasons
-        .iter()
-        .map(|r| r.code().map_or("-", |c| c.as_str()))
-        .collect()
-}
 
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -388,7 +329,7 @@ async fn tightest_time_wins_duration_max_means_no_deadline() {
         .code("never");
     assert_eq!(fencing.effective_deadline(), Some(at));
 
-    let gate = Gate::default();
+    let gate = Probe::default();
     let fencing = Fencing::new().timeout(Duration::MAX).code("never");
     let mut task = hand(fencing.run(gate.body()));
     assert!(!fence(&task).is_cancelled());
@@ -407,7 +348,7 @@ async fn tightest_time_wins_duration_max_means_no_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn tightest_time_wins_zero_fires_before_start() {
-    let gate = Gate::default();
+    let gate = Probe::default();
     gate.open();
     let fencing = Fencing::new()
         .timeout(Duration::from_secs(30))
@@ -437,7 +378,7 @@ async fn tightest_time_wins_deadline_far_in_the_past() {
     assert_eq!(fencing.effective_deadline(), Some(long_ago));
     assert!(fencing.is_cancelled());
 
-    let gate = Gate::default();
+    let gate = Probe::default();
     gate.open();
     let mut task = hand(fencing.run(gate.body()));
     let err = assert_ready_err!(task.poll());
@@ -453,7 +394,7 @@ async fn tightest_time_wins_deadline_far_in_the_future_does_not_panic() {
     assert_eq!(fencing.effective_deadline(), Some(far));
     assert!(!fencing.is_cancelled());
 
-    let gate = Gate::default();
+    let gate = Probe::default();
     let mut task = hand(fencing.run(gate.body()));
     assert_pending!(task.poll());
     // Beyond the reach of tokio's lowest wheel levels, and not reported early.
