@@ -33,17 +33,16 @@
 
 mod support;
 
+use support::fence::{fenced, pending_once_body, ready_body, BUDGET};
+
 use criterion::Criterion;
-use fencing::{Cancelled, Fencing, Token};
+use fencing::{Fencing, Token};
 use std::cell::RefCell;
-use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
-
-const BUDGET: Duration = Duration::from_secs(30);
 
 /// What a user carries in a task-local today: the request's deadline and
 /// its shutdown token.
@@ -59,25 +58,6 @@ tokio::task_local! {
 
 thread_local! {
     static TL_CTX: RefCell<Option<Arc<RequestCtx>>> = const { RefCell::new(None) };
-}
-
-async fn ready_body() -> u64 {
-    black_box(1)
-}
-
-async fn pending_once_body() -> u64 {
-    tokio::task::yield_now().await;
-    black_box(1)
-}
-
-/// The fence, declared per iteration as a user would.
-async fn fenced<F: Future<Output = u64>>(shutdown: &Token, body: F) -> Result<u64, Cancelled> {
-    fencing::on_timeout(BUDGET)
-        .code("budget")
-        .token(shutdown)
-        .code("shutdown")
-        .run(body)
-        .await
 }
 
 /// One row of the benchmark.

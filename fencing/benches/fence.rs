@@ -19,15 +19,15 @@
 
 mod support;
 
+use support::fence::{fenced, pending_once_body, ready_body, BUDGET};
+
 use criterion::Criterion;
-use fencing::{Cancelled, Token};
+use fencing::Token;
 use std::future::Future;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
-
-const BUDGET: Duration = Duration::from_secs(30);
 
 /// Which body a benchmark runs.
 #[derive(Clone, Copy, Debug)]
@@ -53,25 +53,6 @@ impl Body {
             Self::PendingOnce => 10_000,
         }
     }
-}
-
-async fn ready_body() -> u64 {
-    black_box(1)
-}
-
-async fn pending_once_body() -> u64 {
-    tokio::task::yield_now().await;
-    black_box(1)
-}
-
-/// The fence, declared per iteration as a user would.
-async fn fenced<F: Future<Output = u64>>(shutdown: &Token, body: F) -> Result<u64, Cancelled> {
-    fencing::on_timeout(BUDGET)
-        .code("budget")
-        .token(shutdown)
-        .code("shutdown")
-        .run(body)
-        .await
 }
 
 /// The `select!` a user writes today; the arm says which trigger fired.

@@ -8,6 +8,8 @@
 //! the ratio of the medians and the median of the per-round ratios (the
 //! paired one cancels slow drifts of the machine).
 
+pub(crate) mod fence;
+
 use criterion::Criterion;
 use std::time::Duration;
 
