@@ -14,13 +14,14 @@
 //! handing it to a `JoinSet` or a `TaskTracker`.
 
 use crate::fencing::Fencing;
+use crate::sync::lock;
 use pin_project_lite::pin_project;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 /// What the code running on this thread sees.
@@ -269,11 +270,7 @@ impl Scope {
         if self.guards.load(Ordering::SeqCst) == 0 {
             return false;
         }
-        let replaced = self
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(waker.clone());
+        let replaced = lock(&self.waker).replace(waker.clone());
         // Dropped after the lock is released (a waker's drop may run code).
         drop(replaced);
         // Checked again after the waker is stored: a guard dropped in between
@@ -283,11 +280,7 @@ impl Scope {
 
     fn release(&self) {
         if self.guards.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let waker = self
-                .waker
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
+            let waker = lock(&self.waker).take();
             if let Some(waker) = waker {
                 waker.wake();
             }

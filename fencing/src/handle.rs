@@ -1,10 +1,11 @@
 //! [`FenceHandle`]: manual control of the fences armed with it.
 
 use crate::reason::{Message, Reason};
+use crate::sync::lock;
 use crate::time::{deadline_after, TimeTrigger};
 use crate::token::tree::Node;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -193,11 +194,7 @@ impl FenceHandle {
     }
 
     fn set(&self, schedule: Option<Schedule>) {
-        *self
-            .inner
-            .schedule
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(schedule);
+        *lock(&self.inner.schedule) = Some(schedule);
         // Running fences re-read the schedule and re-arm their timer.
         self.inner.node.wake_all();
     }
@@ -230,7 +227,7 @@ impl Inner {
     }
 
     fn schedule(&self) -> Option<Option<Schedule>> {
-        *self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.schedule)
     }
 
     /// `None` if never rescheduled; else the time trigger the handle sets

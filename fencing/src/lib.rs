@@ -170,6 +170,7 @@ mod loom;
 mod reason;
 mod registry;
 mod slab;
+mod sync;
 #[cfg(feature = "rt")]
 mod task;
 mod time;

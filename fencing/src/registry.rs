@@ -3,11 +3,12 @@
 
 use crate::fencing::Fencing;
 use crate::reason::{Code, Message, Reason};
+use crate::sync::lock;
 use crate::token::tree::Node;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use tokio::time::Instant;
 
@@ -65,10 +66,6 @@ struct Entry {
     /// Cancels the operation's fence.
     node: Arc<Node>,
     reasons: Arc<Mutex<Vec<Reason>>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The code of reasons given through the registry.
