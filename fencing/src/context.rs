@@ -165,6 +165,31 @@ impl Fencing {
     }
 }
 
+impl Fencing {
+    /// Runs the closure `f` with this `Fencing` as its context, and returns
+    /// what it returns: [`bind`](Self::bind) for synchronous code, such as
+    /// a tower `Service::call` that builds the future it returns. Like a
+    /// binding, it never cancels anything.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{current, Fencing};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let request = Fencing::new().timeout(Duration::from_secs(2));
+    /// let seen = request.in_scope(|| current().remaining());
+    /// assert_eq!(seen, Some(Duration::from_secs(2)));
+    /// assert_eq!(current().remaining(), None, "restored afterwards");
+    /// # }
+    /// ```
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        enter(&mut self.derived(), None, f)
+    }
+}
+
 pin_project! {
     /// A future running with a [`Fencing`] as its context. Created by
     /// [`Fencing::bind`].

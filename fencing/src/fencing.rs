@@ -679,6 +679,57 @@ impl Fencing {
             || self.time().is_some_and(|d| d.has_passed(Instant::now()))
     }
 
+    /// Returns the triggers that have fired already as an error, or `Ok(())`
+    /// if none has: Go's `ctx.Err()`, for code that stops cooperatively at
+    /// a step of its own choosing, `current().check()?`.
+    ///
+    /// The reasons are those [`is_cancelled`](Self::is_cancelled) looks at,
+    /// in the order a fence records triggers found in one poll: the
+    /// deadline first, then the other triggers in declaration order. A
+    /// [`policy`](Self::policy) is not consulted (a fence consults it once
+    /// per reason, when it records it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{current, Cancelled, Fencing, Token};
+    ///
+    /// fn import(rows: &[u32], shutdown: &Token) -> Result<usize, Cancelled> {
+    ///     for (done, _row) in rows.iter().enumerate() {
+    ///         current().check()?; // stop between rows, never inside one
+    ///         if done == 1 {
+    ///             shutdown.cancel_with("SIGTERM"); // a signal arrives mid-import
+    ///         }
+    ///     }
+    ///     Ok(rows.len())
+    /// }
+    ///
+    /// let shutdown = Token::new();
+    /// let request = Fencing::new().token(&shutdown).code("shutdown");
+    /// let err = request.in_scope(|| import(&[1, 2, 3, 4, 5], &shutdown)).unwrap_err();
+    /// assert!(err.cancelled_by("shutdown"));
+    /// assert_eq!(err.to_string(), "cancelled: shutdown: SIGTERM");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Cancelled`](crate::Cancelled) with every reason that has fired.
+    pub fn check(&self) -> Result<(), crate::Cancelled> {
+        let deadline = self
+            .time()
+            .filter(|time| time.has_passed(Instant::now()))
+            .map(|time| time.reason());
+        let reasons: Vec<Reason> = deadline
+            .into_iter()
+            .chain(self.triggers().iter().filter_map(Trigger::fired))
+            .collect();
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::Cancelled::new(reasons))
+        }
+    }
+
     /// Runs `body` inside a fence: the body is polled until it completes or
     /// a trigger fires, whichever comes first, and is dropped as soon as a
     /// trigger fires while it is pending.
