@@ -90,6 +90,29 @@ impl<S: Stream> FencedStream<S> {
 }
 
 impl<S> FencedStream<S> {
+    /// The inner stream, unless the fence dropped it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Empty;
+    /// # impl futures_core::Stream for Empty {
+    /// #     type Item = ();
+    /// #     fn poll_next(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<()>> {
+    /// #         std::task::Poll::Ready(None)
+    /// #     }
+    /// # }
+    /// let items = fencing::Fencing::new().stream(Empty);
+    /// assert!(items.get_ref().is_some());
+    /// ```
+    #[must_use]
+    pub fn get_ref(&self) -> Option<&S> {
+        match &self.stream {
+            Inner::Live { stream } => Some(stream),
+            Inner::Gone => None,
+        }
+    }
+
     /// How many items the stream has delivered.
     ///
     /// # Examples
