@@ -6,4 +6,12 @@
     attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))
 ))]
 
+pub mod client;
 pub mod codec;
+
+/// The error type of the layers' services: any error, boxed, as in tower.
+///
+/// A cancellation is a boxed [`fencing::Cancelled`], found with
+/// `err.downcast_ref::<fencing::Cancelled>()`; an inner service's error is
+/// passed through boxed as it was.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
