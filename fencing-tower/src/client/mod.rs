@@ -64,7 +64,8 @@
 //! `tower::buffer::Buffer`, whose worker task has no context (or none of
 //! this caller's). A call made from a spawned task sees the context only if
 //! the task was spawned with [`fencing::spawn`]; `tokio::spawn` does not
-//! carry it.
+//! carry it. `ServiceExt::oneshot` calls when its future is first polled, so
+//! await that future inside the context, as the example does.
 //!
 //! The fence is a fence of the caller's context: everything declared there
 //! applies to the call, a [grace period](fencing::Fencing::grace) and a
