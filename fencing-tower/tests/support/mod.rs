@@ -1,0 +1,165 @@
+//! Helpers shared by several test files (`mod support;`): a loopback HTTP
+//! server, a real-time bound for waits on sockets, a paused clock that stays
+//! still while sockets work, and a synchronous call inside a context.
+// Each test binary uses only part of it.
+#![allow(dead_code)]
+
+use fencing::Fencing;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+use tower::{Service, ServiceExt};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long any wait on a socket may take, in real time, before the test
+/// fails. Far above what loopback needs, even on a loaded 2-core machine.
+pub(crate) const LIMIT: Duration = Duration::from_secs(30);
+
+/// A hyper server (HTTP/1 and HTTP/2) on `127.0.0.1` and an ephemeral port,
+/// serving every connection with a clone of one tower service. Stops
+/// accepting and drops its live connections on [`shutdown`](Self::shutdown)
+/// or drop.
+pub(crate) struct TestServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+/// Starts a [`TestServer`] for `service`. The server's tasks are spawned
+/// with `tokio::spawn`, so they never see the test's context.
+pub(crate) async fn serve<S, B>(service: S) -> TestServer
+where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (stop, mut stopped) = oneshot::channel();
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        // Dropped when the loop ends, which aborts every live connection.
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    count.fetch_add(1, SeqCst);
+                    let service = service.clone();
+                    let hyper_service = hyper::service::service_fn(move |request| {
+                        service.clone().oneshot(request)
+                    });
+                    connections.spawn(async move {
+                        let _ = auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), hyper_service)
+                            .await;
+                    });
+                }
+            }
+        }
+    });
+    TestServer {
+        addr,
+        accepted,
+        stop: Some(stop),
+        task,
+    }
+}
+
+impl TestServer {
+    /// The address the server listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:port` followed by `path`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// How many connections the server has accepted so far.
+    pub(crate) fn accepted(&self) -> usize {
+        self.accepted.load(SeqCst)
+    }
+
+    /// Stops accepting, drops every live connection, and waits for the
+    /// accept loop to end.
+    pub(crate) async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        within(LIMIT, &mut self.task).await.unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs `future` to completion, failing the test if it takes more than
+/// `limit` of real time. The bound is kept by a watchdog thread, so it holds
+/// on a paused clock too, and adds no timer that could advance it.
+pub(crate) async fn within<F: Future>(limit: Duration, future: F) -> F::Output {
+    let (expired, on_expiry) = oneshot::channel::<()>();
+    let (done, on_done) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = on_done.recv_timeout(limit) {
+            let _ = expired.send(());
+        }
+    });
+    let output = tokio::select! {
+        biased;
+        output = future => output,
+        _ = on_expiry => panic!("not done within {limit:?} of real time"),
+    };
+    drop(done);
+    output
+}
+
+/// Keeps a paused clock still, even while the runtime waits on sockets,
+/// until dropped.
+///
+/// A paused current-thread runtime moves its clock to the next timer
+/// whenever it has nothing to run, and waiting on a socket is such a time;
+/// but not while a blocking task runs (see tokio's `time::pause`). So one
+/// blocking task waits here for the guard to drop (or for [`LIMIT`]).
+#[must_use = "the clock moves again once this is dropped"]
+pub(crate) struct FrozenClock {
+    _release: mpsc::Sender<()>,
+}
+
+pub(crate) fn freeze_clock() -> FrozenClock {
+    let (release, on_release) = mpsc::channel::<()>();
+    drop(tokio::task::spawn_blocking(move || {
+        let _ = on_release.recv_timeout(LIMIT);
+    }));
+    FrozenClock { _release: release }
+}
+
+/// Runs `f` with `context` as the context, as code in a handler would, and
+/// returns what it returns: for a service, `|| service.call(request)`.
+pub(crate) fn in_context<T>(context: &Fencing, f: impl FnOnce() -> T) -> T {
+    let mut bound = tokio_test::task::spawn(context.clone().bind(async move { f() }));
+    match bound.poll() {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => unreachable!("the block does not await"),
+    }
+}
