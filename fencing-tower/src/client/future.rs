@@ -43,6 +43,18 @@ pin_project! {
     /// # }
     /// ```
     ///
+    /// # Panics
+    ///
+    /// Polling panics if it is polled again after it completed; and, as a
+    /// [`Fenced`] does, if the context has a deadline, the inner future is
+    /// pending, and no tokio runtime with the time driver is running.
+    ///
+    /// # Errors
+    ///
+    /// A boxed [`Cancelled`] with every reason that fired, in firing order,
+    /// if the call was refused or interrupted; else the inner service's
+    /// error, boxed as it was.
+    ///
     /// # Cancel safety
     ///
     /// Dropping it drops the inner service's future; it adds nothing to

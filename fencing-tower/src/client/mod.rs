@@ -15,7 +15,9 @@
 //!    rounded up by the codec so the next service never believes it has
 //!    more time than this one waits for. A tighter budget already in that
 //!    header is kept; a malformed one is replaced. Without a deadline in the
-//!    context nothing is stamped;
+//!    context, or on a request the codec does not
+//!    [apply to](BudgetCodec::applies_to) (`grpc-timeout` on a request that
+//!    is not gRPC), nothing is stamped;
 //! 3. **enforces it locally**: the inner future runs inside a fence of the
 //!    context, so it is dropped when the budget runs out, or when any other
 //!    trigger of the context fires (a shutdown, a client that went away),
@@ -109,7 +111,9 @@
 //! - a refused or interrupted call is a boxed [`Cancelled`], holding every
 //!   reason that fired, in firing order;
 //! - an error of the inner service (its `poll_ready` or its response future)
-//!   is passed through boxed as it was: `err.downcast_ref::<S::Error>()`.
+//!   is passed through with `Into<BoxError>`: a concrete error downcasts to
+//!   its own type (`hyper_util::client::legacy::Error`, `reqwest::Error`),
+//!   and an error that is a `BoxError` already is passed on as it is.
 //!
 //! # Cancel safety
 //!
@@ -185,6 +189,17 @@ use self::future::ResponseFuture;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Errors
+///
+/// A [`BoxError`]: a boxed [`Cancelled`] when the call was refused or
+/// interrupted, else the inner service's error, boxed as it was; see
+/// [Errors](self#errors).
+///
+/// # Cancel safety
+///
+/// Dropping the response future drops the inner service's future, and
+/// nothing else; see [Cancel safety](self#cancel-safety).
 #[derive(Clone, Debug)]
 pub struct PropagateBudget<S> {
     inner: S,
