@@ -136,6 +136,39 @@ async fn stamps_with_the_configured_codec() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn far_deadline_saturates_or_coarsens_the_header() {
+    // 200 days: beyond `connect-timeout-ms`'s ten digits of milliseconds.
+    let context = Fencing::new().timeout(Duration::from_secs(86_400 * 200));
+    let grpc = || {
+        Request::builder()
+            .header(CONTENT_TYPE, "application/grpc")
+            .body(())
+            .unwrap()
+    };
+    let cases = [
+        (
+            PropagateBudgetLayer::new(),
+            BUDGET,
+            Request::new(()),
+            "9999999999",
+        ),
+        (
+            PropagateBudgetLayer::new().codec(GrpcTimeout),
+            "grpc-timeout",
+            grpc(),
+            "17280000S",
+        ),
+    ];
+    for (layer, name, request, expected) in cases {
+        let (mut service, mut handle) = client(layer);
+        assert_ready_ok!(service.poll_ready());
+        let _response = in_context(&context, || service.call(request));
+        let (request, _send) = handle.next_request().await.unwrap();
+        assert_eq!(values(&request, name), [expected], "{name}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn grpc_timeout_only_on_grpc_requests() {
     let (mut service, mut handle) = client(PropagateBudgetLayer::new().codec(GrpcTimeout));
     let context = Fencing::new().timeout(Duration::from_secs(1));

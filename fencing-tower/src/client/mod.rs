@@ -220,6 +220,7 @@ impl<S> PropagateBudget<S> {
     ///     Ok::<_, std::convert::Infallible>(request)
     /// }));
     /// ```
+    #[must_use]
     pub const fn new(inner: S) -> Self {
         Self {
             inner,
