@@ -37,11 +37,16 @@ use std::io;
 /// assert_eq!(cancelled.to_string(), "cancelled: shutdown: SIGTERM");
 /// # }
 /// ```
+///
+/// It is `Clone`, so that it can travel where a copy is needed, such as the
+/// extensions of an HTTP response.
+#[derive(Clone)]
 pub struct Cancelled {
     // Boxed so that `Result<T, Cancelled>` stays one pointer wider than `T`.
     inner: Box<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     /// Never empty.
     reasons: Vec<Reason>,

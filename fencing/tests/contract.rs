@@ -22,6 +22,7 @@ const fn assert_send_sync<T: Send + Sync>() {}
 const fn assert_send<T: Send>() {}
 const fn assert_unwind_safe<T: UnwindSafe + RefUnwindSafe>() {}
 const fn assert_error<E: Error + Send + Sync + 'static>() {}
+const fn assert_clone<T: Clone>() {}
 
 // Checked when the test crate compiles; the `#[test]`s below repeat them so
 // each contract is reported by name.
@@ -46,6 +47,7 @@ const _: () = {
     assert_unwind_safe::<Cancelled>();
     assert_unwind_safe::<Reason>();
     assert_error::<Cancelled>();
+    assert_clone::<Cancelled>();
     assert!(size_of::<Cancelled>() == size_of::<*const ()>());
     assert!(size_of::<Result<(), Cancelled>>() == size_of::<*const ()>());
 };
@@ -128,6 +130,23 @@ fn core_types_are_unwind_safe() {
     });
     assert!(caught.is_err());
     assert_eq!(token.reason().unwrap().message(), "unwound");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_clones_keep_every_reason() {
+    let token = Token::new();
+    token.cancel_with("SIGTERM");
+    let cancelled = Fencing::new()
+        .token(&token)
+        .code("shutdown")
+        .timeout(std::time::Duration::ZERO)
+        .code("budget")
+        .run(async {})
+        .await
+        .unwrap_err();
+    let copy = cancelled.clone();
+    assert_eq!(copy.reasons(), cancelled.reasons());
+    assert_eq!(copy.to_string(), cancelled.to_string());
 }
 
 #[test]
