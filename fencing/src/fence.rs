@@ -127,8 +127,12 @@ struct Armed {
     interrupted: bool,
     /// Created by the first protection guard taken in the body.
     scope: Option<Arc<Scope>>,
-    grace: Grace,
-    /// The deadline the timer is armed for.
+    /// When the body is to be dropped, over the reasons recorded so far.
+    drop_at: DropAt,
+    /// How many of `reasons` are counted in `drop_at`.
+    graced: usize,
+    /// What the timer is armed for: the earlier of the deadline (until it
+    /// fired) and the end of the grace period.
     timer_at: Option<Instant>,
     /// Counts the armed timer in the live counts (`test-util`).
     timer_count: Option<TimerCount>,
@@ -158,13 +162,46 @@ impl Drop for TimerCount {
     }
 }
 
-/// The grace period of a two-phase cancel.
+/// When a pending body is to be dropped: the earliest end of a grace
+/// period among the reasons recorded (each counted from when it was
+/// recorded), or at once for a reason without one.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Grace {
-    NotStarted,
-    Until(Instant),
-    /// The grace period overflowed the clock: the body is never dropped.
-    Forever,
+enum DropAt {
+    /// Nothing that cancels has fired.
+    NotYet,
+    /// A reason without a grace period fired.
+    Now,
+    /// The end of the earliest grace period.
+    At(Instant),
+    /// Every grace period overflowed the clock: the body is never dropped.
+    Never,
+}
+
+impl DropAt {
+    fn earlier(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::NotYet, x) | (x, Self::NotYet) => x,
+            (Self::Now, _) | (_, Self::Now) => Self::Now,
+            (Self::At(a), Self::At(b)) => Self::At(a.min(b)),
+            (Self::At(a), Self::Never) | (Self::Never, Self::At(a)) => Self::At(a),
+            (Self::Never, Self::Never) => Self::Never,
+        }
+    }
+
+    fn grace_end(self) -> Option<Instant> {
+        match self {
+            Self::At(at) => Some(at),
+            _ => None,
+        }
+    }
+}
+
+/// What the fence's timer found passed: the deadline, the end of the grace
+/// period, both or neither.
+#[derive(Clone, Copy, Default)]
+struct Passed {
+    deadline: bool,
+    grace: bool,
 }
 
 #[derive(Default)]
@@ -418,8 +455,8 @@ impl<F: Future> Future for Fenced<F> {
             this.armed.complete(this.timer);
             return Poll::Ready(Ok(output));
         }
-        this.armed.poll_triggers(cx, this.timer.as_mut());
-        if this.armed.must_drop(cx, this.timer.as_mut()) {
+        this.armed.poll_triggers(cx, this.timer.as_mut(), None);
+        if this.armed.must_drop(cx, this.timer.as_mut(), None) {
             // Dropped here, inside this poll, before any reason is returned.
             this.body.set(Body::Gone);
             return Poll::Ready(Err(this.armed.interrupt(this.timer)));
@@ -437,7 +474,8 @@ impl Armed {
             deadline_fired: false,
             interrupted: false,
             scope: None,
-            grace: Grace::NotStarted,
+            drop_at: DropAt::NotYet,
+            graced: 0,
             timer_at: None,
             timer_count: None,
             op: None,
@@ -489,8 +527,16 @@ impl Armed {
     }
 
     /// Arms every trigger not armed yet (the timer included) and records
-    /// those that fired.
-    fn poll_triggers(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) {
+    /// those that fired. With `clock`, the time read from tokio's clock, a
+    /// deadline or grace end up to it counts as passed even if the timer has
+    /// not seen it yet (a stream that is always ready never lets the driver
+    /// run).
+    fn poll_triggers(
+        &mut self,
+        cx: &mut Context<'_>,
+        timer: Pin<&mut Timer>,
+        clock: Option<Instant>,
+    ) {
         if let Some(op) = &mut self.op {
             op.poll_fired(cx.waker());
         }
@@ -500,68 +546,110 @@ impl Armed {
                 let _ = trigger.poll_fired(&mut slot.key, cx.waker());
             }
         }
-        let mut deadline_passed = false;
-        if !self.deadline_fired && self.grace == Grace::NotStarted {
-            let at = self.fencing.time().map(|time| time.at);
-            match (at, timer.as_mut().project()) {
-                (None, TimerProj::Idle) => {}
-                // A handle removed the deadline.
-                (None, TimerProj::Armed { .. }) => {
+        let passed = self.poll_timer(cx, timer, clock);
+        self.record(passed.deadline);
+    }
+
+    /// Sets the one timer for the earlier of the deadline (until it fired)
+    /// and the end of the grace period, and polls it: what has passed.
+    fn poll_timer(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut timer: Pin<&mut Timer>,
+        clock: Option<Instant>,
+    ) -> Passed {
+        let deadline = if self.deadline_fired {
+            None
+        } else {
+            self.fencing.time().map(|time| time.at)
+        };
+        let grace_end = self.drop_at.grace_end();
+        let target = match (deadline, grace_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (target, timer.as_mut().project()) {
+            (None, TimerProj::Idle) => {}
+            // A handle removed the deadline. (Once it fired, the spent timer
+            // stays until the fence finishes.)
+            (None, TimerProj::Armed { .. }) => {
+                if !self.deadline_fired {
                     timer.set(Timer::Idle);
                     self.timer_count = None;
                 }
-                (Some(at), TimerProj::Idle) => {
-                    timer.set(Timer::Armed {
-                        sleep: tokio::time::sleep_until(timer_deadline(at, Instant::now())),
-                    });
-                    self.timer_count = Some(TimerCount::new());
-                }
-                // A handle moved the deadline.
-                (Some(at), TimerProj::Armed { sleep }) if self.timer_at != Some(at) => {
-                    sleep.reset(timer_deadline(at, Instant::now()));
-                }
-                (Some(_), TimerProj::Armed { .. }) => {}
             }
-            self.timer_at = at;
-            if let (Some(at), TimerProj::Armed { sleep }) = (at, timer.project()) {
-                deadline_passed = poll_until(sleep, at, cx);
+            (Some(at), TimerProj::Idle) => {
+                timer.set(Timer::Armed {
+                    sleep: tokio::time::sleep_until(timer_deadline(at, Instant::now())),
+                });
+                self.timer_count = Some(TimerCount::new());
             }
+            // A handle moved the deadline, the deadline fired, or a grace
+            // period started or shortened.
+            (Some(at), TimerProj::Armed { sleep }) if self.timer_at != Some(at) => {
+                sleep.reset(timer_deadline(at, Instant::now()));
+            }
+            (Some(_), TimerProj::Armed { .. }) => {}
         }
-        self.record(deadline_passed);
+        self.timer_at = target;
+        let (Some(target), TimerProj::Armed { sleep }) = (target, timer.project()) else {
+            return Passed::default();
+        };
+        if !poll_until(sleep, target, cx) && !clock.is_some_and(|now| target <= now) {
+            return Passed::default();
+        }
+        Passed {
+            deadline: deadline.is_some_and(|at| at <= target),
+            grace: grace_end.is_some_and(|at| at <= target),
+        }
+    }
+
+    /// Counts the reasons recorded since the last call in `drop_at`, each
+    /// with its grace period from now.
+    fn start_grace(&mut self) {
+        if self.graced == self.reasons.len() {
+            return;
+        }
+        let mut now = None;
+        for reason in &self.reasons[self.graced..] {
+            let due = match self.fencing.grace_for_reason(reason) {
+                None => DropAt::Now,
+                // A grace period that overflows the clock means "never".
+                Some(grace) => deadline_after(*now.get_or_insert_with(Instant::now), grace)
+                    .map_or(DropAt::Never, DropAt::At),
+            };
+            self.drop_at = self.drop_at.earlier(due);
+        }
+        self.graced = self.reasons.len();
     }
 
     /// Whether the pending body must be dropped now: a trigger has fired,
-    /// the grace period (if any) is over, and no protection guard is alive
-    /// in the body. Otherwise the fence is woken when that changes.
-    fn must_drop(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Timer>) -> bool {
-        if self.reasons.is_empty() {
-            return false;
-        }
-        if let Some(grace) = self.fencing.grace_for_fence() {
-            if self.grace == Grace::NotStarted {
-                // A grace period that overflows the clock means "never".
-                let now = Instant::now();
-                self.grace = deadline_after(now, grace).map_or(Grace::Forever, Grace::Until);
-                if let Grace::Until(until) = self.grace {
-                    // The one timer now serves the grace period.
-                    let target = timer_deadline(until, now);
-                    match timer.as_mut().project() {
-                        TimerProj::Armed { sleep } => sleep.reset(target),
-                        TimerProj::Idle => {
-                            timer.set(Timer::Armed {
-                                sleep: tokio::time::sleep_until(target),
-                            });
-                            self.timer_count = Some(TimerCount::new());
-                        }
+    /// the earliest grace period among the reasons (if any) is over, and no
+    /// protection guard is alive in the body. Otherwise the fence is woken
+    /// when that changes. `clock` as for `poll_triggers`.
+    fn must_drop(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut timer: Pin<&mut Timer>,
+        clock: Option<Instant>,
+    ) -> bool {
+        loop {
+            self.start_grace();
+            match self.drop_at {
+                DropAt::NotYet => return false,
+                DropAt::Now => break,
+                DropAt::At(_) | DropAt::Never => {
+                    let passed = self.poll_timer(cx, timer.as_mut(), clock);
+                    if passed.deadline {
+                        // The deadline fired during the grace period: a
+                        // reason of its own, with its own grace period.
+                        self.record(true);
+                        continue;
                     }
-                }
-            }
-            let Grace::Until(until) = self.grace else {
-                return false;
-            };
-            if let TimerProj::Armed { sleep } = timer.project() {
-                if !poll_until(sleep, until, cx) {
-                    return false;
+                    if !passed.grace {
+                        return false;
+                    }
+                    break;
                 }
             }
         }
@@ -617,13 +705,13 @@ impl Armed {
 
     /// Whether the deadline has passed as the fence's timer sees it. With no
     /// timer armed, the body completed within its first poll, before the
-    /// deadline as read then; once the grace period started, the timer no
-    /// longer watches the deadline. Either way: not passed.
+    /// deadline as read then; with the timer set for the end of a grace
+    /// period before the deadline, it does not watch the deadline. Either
+    /// way: not passed.
     fn timer_elapsed(&self, timer: &Timer) -> bool {
         match timer {
             Timer::Armed { sleep } => {
-                self.grace == Grace::NotStarted
-                    && sleep.is_elapsed()
+                sleep.is_elapsed()
                     // Not if a handle moved the deadline since it was armed,
                     // nor if the timer was set short of a far deadline.
                     && self.timer_at.is_some_and(|at| {

@@ -80,6 +80,9 @@ pub struct Fencing {
 #[derive(Clone, Default)]
 struct Extra {
     grace: Option<Duration>,
+    /// Grace periods by code, overriding `grace` for reasons with that
+    /// code; one entry per code, the shortest declared.
+    grace_by_code: Vec<(Code, Duration)>,
     policy: Option<Policy>,
     registration: Option<(Registry, Code)>,
 }
@@ -467,12 +470,20 @@ impl Fencing {
     /// returns its value, and the fence still reports the triggers as fired
     /// ([`Fenced::is_interrupted`] tells the two outcomes apart).
     ///
-    /// The grace period starts when the first trigger fires. During it, the
-    /// fence's one timer serves the grace period, so a deadline passing then
-    /// is not recorded as a further reason. Declared twice, the shorter grace
-    /// period wins. `Duration::ZERO` is the same as no grace period; a
-    /// duration that overflows the clock means the body is never dropped,
-    /// only told.
+    /// Each reason that fires gives the body its own grace period, counted
+    /// from when the fence records it: this one, or the one declared for its
+    /// code with [`grace_for`](Self::grace_for), which overrides it. The body
+    /// is dropped at the earliest end among the reasons that fired, so a
+    /// trigger without a grace period firing during another's drops the body
+    /// at once. Triggers keep firing during a grace period, the deadline
+    /// included, and each is recorded as a further reason, in firing order.
+    /// Declared twice, the shorter grace period wins. `Duration::ZERO` is the
+    /// same as no grace period; a duration that overflows the clock means the
+    /// body is never dropped for that reason, only told.
+    ///
+    /// Derived `Fencing`s, such as `current().timeout(d)` inside the body,
+    /// keep the grace period, so a fence nested in the body gives its own
+    /// body the same chance; [`cancelled`](Self::cancelled) leaves it out.
     ///
     /// # Examples
     ///
@@ -523,6 +534,118 @@ impl Fencing {
         self.extra()?.grace
     }
 
+    /// Gives reasons with `code` a grace period of their own: when a trigger
+    /// declared with `code` fires, the body is told and has `grace` to
+    /// finish before the fence drops it, whatever the fence-wide
+    /// [`grace`](Self::grace) says, if anything. Reasons with no grace
+    /// period for their code use the fence-wide one, or none: then the body
+    /// is dropped at once, as without any grace period.
+    ///
+    /// Every reason counts from when the fence records it, and the body is
+    /// dropped at the earliest end among the reasons that fired (and that a
+    /// [policy](Self::policy) accepted): so with a 5 s grace period for
+    /// `"shutdown"` and none for `"budget"`, a budget running out during the
+    /// shutdown's grace period drops the body at once, and both reasons are
+    /// reported, in firing order. The deadline keeps firing during a grace
+    /// period like any other trigger; the fence still registers only one
+    /// timer, set for whichever comes first, the deadline or the end of the
+    /// grace period. A [protection guard](crate::protect) alive when the
+    /// grace period ends defers the drop until it is released.
+    ///
+    /// Declared twice for the same code, the shorter grace period wins.
+    /// `Duration::ZERO` means no grace period for that code: its reasons
+    /// drop the body at once even if a fence-wide grace period is declared.
+    /// A duration that overflows the clock means the body is never dropped
+    /// for that reason, only told. Like `grace`, it is kept by derived
+    /// `Fencing`s (`current().timeout(d)` inside the body) and left out by
+    /// [`cancelled`](Self::cancelled).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{current, Fencing, Token};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// let fencing = Fencing::new()
+    ///     .timeout(Duration::from_secs(30))
+    ///     .code("budget") // cuts hard
+    ///     .token(&shutdown)
+    ///     .code("shutdown")
+    ///     .grace_for("shutdown", Duration::from_secs(5)); // lets the body finish
+    ///
+    /// let request = tokio::spawn(fencing.run(async {
+    ///     current().cancelled().await;
+    ///     tokio::time::sleep(Duration::from_secs(1)).await; // finish the response
+    ///     "answered"
+    /// }));
+    /// tokio::task::yield_now().await; // let the request start
+    /// shutdown.cancel_with("SIGTERM");
+    /// assert_eq!(request.await.unwrap().unwrap(), "answered");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn grace_for(mut self, code: impl Into<Code>, grace: Duration) -> Self {
+        self.last = Last::Nothing;
+        let code = code.into();
+        let by_code = &mut self.extra_mut().grace_by_code;
+        match by_code.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, current)) => *current = (*current).min(grace),
+            None => by_code.push((code, grace)),
+        }
+        self
+    }
+
+    /// The grace period a reason with `code` gets: the one declared for that
+    /// code with [`grace_for`](Self::grace_for), else the fence-wide
+    /// [`grace_period`](Self::grace_period), if any. `Some(Duration::ZERO)`
+    /// means none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let fencing = fencing::Fencing::new()
+    ///     .grace(Duration::from_secs(2))
+    ///     .grace_for("budget", Duration::ZERO);
+    /// assert_eq!(fencing.grace_period_for("budget"), Some(Duration::ZERO));
+    /// assert_eq!(fencing.grace_period_for("shutdown"), Some(Duration::from_secs(2)));
+    /// ```
+    #[must_use]
+    pub fn grace_period_for(&self, code: impl Into<Code>) -> Option<Duration> {
+        let code = code.into();
+        self.grace_of(Some(&code))
+    }
+
+    /// The grace period a reason with `code` (or none) gets, as declared.
+    fn grace_of(&self, code: Option<&Code>) -> Option<Duration> {
+        let extra = self.extra()?;
+        code.and_then(|code| {
+            extra
+                .grace_by_code
+                .iter()
+                .find(|(c, _)| c == code)
+                .map(|(_, grace)| *grace)
+        })
+        .or(extra.grace)
+    }
+
+    /// Whether any grace period is declared, fence-wide or for a code.
+    pub(crate) fn has_grace(&self) -> bool {
+        self.extra()
+            .is_some_and(|extra| extra.grace.is_some() || !extra.grace_by_code.is_empty())
+    }
+
+    /// The grace period a fence waits out for `reason`; a zero one is none
+    /// at all, so the body is dropped in the poll that sees the trigger.
+    pub(crate) fn grace_for_reason(&self, reason: &Reason) -> Option<Duration> {
+        self.grace_of(reason.code())
+            .filter(|grace| !grace.is_zero())
+    }
+
     /// Waits until any trigger fires, and returns what fired. Resolves at
     /// once if one has fired already; never resolves for a `Fencing` without
     /// triggers. For a body in the grace period of a two-phase cancel:
@@ -556,8 +679,10 @@ impl Fencing {
     /// This method is cancel safe: dropping the future releases its
     /// registrations and loses nothing.
     pub fn cancelled(mut self) -> crate::fence::WaitForFencing {
-        if self.grace_period().is_some() {
-            self.extra_mut().grace = None;
+        if self.has_grace() {
+            let extra = self.extra_mut();
+            extra.grace = None;
+            extra.grace_by_code.clear();
         }
         crate::fence::WaitForFencing::new(self)
     }
@@ -572,12 +697,6 @@ impl Fencing {
     #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
     pub fn stream<S: futures_core::Stream>(self, stream: S) -> crate::FencedStream<S> {
         crate::FencedStream::new(self, stream)
-    }
-
-    /// The grace period a fence waits out; a zero one is none at all, so
-    /// the body is dropped in the poll that sees the trigger.
-    pub(crate) fn grace_for_fence(&self) -> Option<Duration> {
-        self.grace_period().filter(|grace| !grace.is_zero())
     }
 
     /// The deadline in effect: the tightest of the declared time triggers,

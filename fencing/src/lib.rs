@@ -67,7 +67,8 @@
 //!   deadlines as parameters. [`spawn`] and [`spawn_blocking`] carry it into
 //!   new tasks (`tokio::spawn` does not); [`detach`] runs work without it.
 //! - [`protect`]: a guard that defers a fence's hard cancel over a commit
-//!   point; [`Fencing::grace`]: a two-phase cancel; [`shield`]: work that
+//!   point; [`Fencing::grace`] and [`Fencing::grace_for`]: a two-phase
+//!   cancel, fence-wide or per code; [`shield`]: work that
 //!   finishes even when its caller is dropped; [`FenceHandle`]: cancel a
 //!   running fence or move its deadline from outside.
 //!

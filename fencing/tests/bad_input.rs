@@ -184,6 +184,49 @@ async fn bad_input_duration_max_grace() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn bad_input_duration_max_grace_for() {
+    let fencing = Fencing::new().grace_for("stop", Duration::MAX);
+    assert_eq!(fencing.grace_period_for("stop"), Some(Duration::MAX));
+    assert_eq!(fencing.grace_period_for("other"), None);
+    assert_eq!(
+        fencing
+            .clone()
+            .grace_for("stop", Duration::from_secs(1))
+            .grace_period_for("stop"),
+        Some(Duration::from_secs(1)),
+        "a shorter one declared after it wins"
+    );
+
+    let (stop, other) = (Token::new(), Token::new());
+    let gate = Probe::default();
+    let mut task = hand(
+        fencing
+            .token(&stop)
+            .code("stop")
+            .token(&other)
+            .code("other")
+            .grace_for("other", Duration::from_secs(2))
+            .run(gate.body()),
+    );
+    assert_pending!(task.poll());
+    stop.cancel();
+    assert_pending!(task.poll());
+    assert!(gate.told(), "told");
+    time::advance(100 * YEAR).await;
+    assert!(!task.is_woken(), "no timer for it");
+    assert_pending!(task.poll());
+    assert_eq!(gate.drops(), 0, "never dropped for it");
+
+    other.cancel();
+    assert_pending!(task.poll());
+    time::advance(Duration::from_secs(2)).await;
+    assert!(task.is_woken(), "the other reason's grace period ends");
+    let err = assert_ready_err!(task.poll());
+    assert_eq!(codes(err.reasons()), ["stop", "other"]);
+    assert_eq!(gate.drops(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn bad_input_duration_max_reschedule_after() {
     let handle = FenceHandle::new();
     let fencing = Fencing::new()
@@ -278,6 +321,53 @@ async fn bad_input_duration_zero_grace() {
     assert_eq!(codes(err.reasons()), ["stop"]);
     assert_eq!(gate.drops(), 1, "dropped within that poll");
     assert!(task.is_interrupted());
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_duration_zero_grace_for() {
+    let (stop, hard) = (Token::new(), Token::new());
+    let fencing = Fencing::new()
+        .token(&stop)
+        .code("stop")
+        .token(&hard)
+        .code("hard")
+        .grace(Duration::from_secs(5))
+        .grace_for("hard", Duration::ZERO);
+    assert_eq!(fencing.grace_period_for("hard"), Some(Duration::ZERO));
+    assert_eq!(
+        fencing.grace_period_for("stop"),
+        Some(Duration::from_secs(5))
+    );
+
+    // Alone: dropped in the poll that sees it, despite the fence-wide grace.
+    let gate = Probe::default();
+    let mut task = hand(fencing.clone().run(gate.body()));
+    assert_pending!(task.poll());
+    hard.cancel();
+    let err = assert_ready_err!(task.poll());
+    assert_eq!(codes(err.reasons()), ["hard"]);
+    assert_eq!(gate.drops(), 1);
+
+    // During the other reason's grace period: the same.
+    let (stop, hard) = (Token::new(), Token::new());
+    let fencing = Fencing::new()
+        .token(&stop)
+        .code("stop")
+        .token(&hard)
+        .code("hard")
+        .grace(Duration::from_secs(5))
+        .grace_for("hard", Duration::ZERO);
+    let gate = Probe::default();
+    let mut task = hand(fencing.run(gate.body()));
+    assert_pending!(task.poll());
+    stop.cancel();
+    assert_pending!(task.poll(), "the fence-wide grace period for stop");
+    time::advance(Duration::from_secs(1)).await;
+    hard.cancel();
+    assert!(task.is_woken());
+    let err = assert_ready_err!(task.poll());
+    assert_eq!(codes(err.reasons()), ["stop", "hard"]);
+    assert_eq!(gate.drops(), 1);
 }
 
 // ---------------------------------------------------------------------------

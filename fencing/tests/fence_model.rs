@@ -96,6 +96,8 @@ enum Step {
     Advance(u64, bool),
     /// `.grace(ms)`, or `.grace(Duration::MAX)` for `None`.
     Grace(Option<u64>),
+    /// `.grace_for(code, ms)`, or `Duration::MAX` for `None`.
+    GraceFor(usize, Option<u64>),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -162,6 +164,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Derive),
         2 => (ms(20), advance_kind()).prop_map(|(ms, full)| Step::Advance(ms, full)),
         2 => prop::option::weighted(0.8, ms(30)).prop_map(Step::Grace),
+        2 => (0..CODES.len(), prop::option::weighted(0.8, ms(30)))
+            .prop_map(|(c, ms)| Step::GraceFor(c, ms)),
     ]
 }
 
@@ -319,6 +323,8 @@ struct MFencing {
     triggers: Vec<(Source, Option<usize>)>,
     last: Last,
     grace: Option<Duration>,
+    /// Per code, the shortest grace period declared for it.
+    grace_for: [Option<Duration>; CODES.len()],
 }
 
 impl MFencing {
@@ -328,7 +334,16 @@ impl MFencing {
             triggers: Vec::new(),
             last: Last::Nothing,
             grace: None,
+            grace_for: [None; CODES.len()],
         }
+    }
+
+    /// The grace period a reason with `code` gets, as declared: its code's,
+    /// else the fence-wide one.
+    fn grace_period_for(&self, code: Option<&str>) -> Option<Duration> {
+        code.and_then(|code| CODES.iter().position(|c| *c == code))
+            .and_then(|c| self.grace_for[c])
+            .or(self.grace)
     }
 
     /// Tightest time wins: strictly earlier replaces (with no code yet); an
@@ -377,11 +392,33 @@ enum State {
     Done,
 }
 
+/// When the pending body is dropped: the earliest end of a grace period
+/// among the reasons recorded, each counted from when it was recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Grace {
-    NotStarted,
-    Until(i64),
-    Forever,
+enum DropAt {
+    NotYet,
+    Now,
+    At(i64),
+    Never,
+}
+
+impl DropAt {
+    fn earlier(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::NotYet, x) | (x, Self::NotYet) => x,
+            (Self::Now, _) | (_, Self::Now) => Self::Now,
+            (Self::At(a), Self::At(b)) => Self::At(a.min(b)),
+            (Self::At(a), Self::Never) | (Self::Never, Self::At(a)) => Self::At(a),
+            (Self::Never, Self::Never) => Self::Never,
+        }
+    }
+
+    fn grace_end(self) -> Option<i64> {
+        match self {
+            Self::At(at) => Some(at),
+            _ => None,
+        }
+    }
 }
 
 /// Thirty years, the fence's horizon: a longer grace period means "never".
@@ -404,7 +441,11 @@ struct MFence {
     trig_recorded: Vec<bool>,
     /// Per future trigger: a fence has seen its gate open.
     seen: Vec<bool>,
-    grace: Grace,
+    drop_at: DropAt,
+    /// How many of `recorded` are counted in `drop_at`.
+    graced: usize,
+    /// A reason was recorded while a grace period ran.
+    recorded_in_grace: bool,
     ready_at: Option<i64>,
     /// At its `k`-th poll the body cancels token `t`.
     body_cancels: Option<(usize, usize)>,
@@ -430,7 +471,9 @@ impl MFence {
             deadline_fired: false,
             trig_recorded: vec![false; n],
             seen: vec![false; n],
-            grace: Grace::NotStarted,
+            drop_at: DropAt::NotYet,
+            graced: 0,
+            recorded_in_grace: false,
             ready_at,
             body_cancels: None,
             polls: 0,
@@ -475,27 +518,53 @@ impl MFence {
         self.f.deadline.as_ref().is_some_and(|d| d.at <= w.now)
     }
 
-    /// The deadline has passed as a fence that has been polled sees it: through
-    /// its timer, which stops watching the deadline once a grace period started
-    /// (`Fenced`, "Fairness").
-    fn timer_passed(&self, w: &World) -> bool {
-        self.grace == Grace::NotStarted
-            && self
-                .f
-                .deadline
-                .as_ref()
-                .is_some_and(|d| d.at <= w.timer_now)
+    /// What the fence's one timer is set for: the earlier of the deadline,
+    /// until it fired, and the end of the grace period.
+    fn target(&self) -> Option<i64> {
+        let deadline = self
+            .f
+            .deadline
+            .as_ref()
+            .filter(|_| !self.deadline_fired)
+            .map(|d| d.at);
+        match (deadline, self.drop_at.grace_end()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// The grace period in effect: `Duration::ZERO` is the same as none.
-    fn grace_period(&self) -> Option<Duration> {
-        self.f.grace.filter(|g| !g.is_zero())
+    /// The deadline has passed as a fence that has been polled sees it:
+    /// through its timer (`Fenced`, "Fairness"), which watches it unless a
+    /// grace period ends before it.
+    fn timer_passed(&self, w: &World) -> bool {
+        self.f.deadline.as_ref().is_some_and(|d| {
+            d.at <= w.timer_now && self.drop_at.grace_end().map_or(true, |end| d.at <= end)
+        })
+    }
+
+    /// Counts the reasons recorded since the last call in `drop_at`, each
+    /// with its own grace period (`Duration::ZERO` is none) from now.
+    fn start_grace(&mut self, w: &World) {
+        for r in &self.recorded[self.graced..] {
+            let grace = self
+                .f
+                .grace_period_for(r.code.as_deref())
+                .filter(|g| !g.is_zero());
+            let due = match grace {
+                None => DropAt::Now,
+                Some(g) if g < FAR_FUTURE => DropAt::At(w.now + g.as_millis() as i64),
+                Some(_) => DropAt::Never,
+            };
+            self.drop_at = self.drop_at.earlier(due);
+        }
+        self.graced = self.recorded.len();
     }
 
     /// Records what fired and is not recorded: the deadline first, then the
     /// other triggers in declaration order. Returns whether it recorded any.
     fn record(&mut self, w: &World, deadline_passed: bool) -> bool {
         let before = self.recorded.len();
+        let in_grace = self.drop_at != DropAt::NotYet;
         if let (Some(d), false, true) = (&self.f.deadline, self.deadline_fired, deadline_passed) {
             self.recorded.push(d.reason());
             self.deadline_fired = true;
@@ -509,6 +578,7 @@ impl MFence {
                 self.trig_recorded[j] = true;
             }
         }
+        self.recorded_in_grace |= in_grace && self.recorded.len() > before;
         self.recorded.len() > before
     }
 
@@ -554,7 +624,7 @@ impl MFence {
                 w.cancel(t, "body");
             }
         }
-        if !first && self.grace == Grace::NotStarted && !self.deadline_fired {
+        if !first && self.drop_at == DropAt::NotYet && !self.deadline_fired {
             self.timer_behind |= self.clock_passed(w) && !self.timer_passed(w);
         }
         if self.ready_at.is_some_and(|r| w.now >= r) {
@@ -571,22 +641,25 @@ impl MFence {
         if self.recorded.is_empty() {
             return Outcome::Pending;
         }
-        if let Some(grace) = self.grace_period() {
-            // The grace period starts on the clock, and ends through the
-            // fence's timer.
-            if self.grace == Grace::NotStarted {
-                self.grace = if grace < FAR_FUTURE {
-                    Grace::Until(w.now + grace.as_millis() as i64)
-                } else {
-                    Grace::Forever
-                };
+        loop {
+            // Each grace period starts on the clock; the drop comes at the
+            // earliest end, through the fence's one timer, which serves the
+            // deadline too.
+            self.start_grace(w);
+            if self.drop_at == DropAt::Now {
+                return self.interrupt();
             }
-            match self.grace {
-                Grace::Until(until) if until <= w.timer_now => {}
+            match self.target() {
+                Some(at) if at <= w.timer_now => {}
                 _ => return Outcome::Pending,
             }
+            if self.timer_passed(w) && !self.deadline_fired {
+                // The deadline fired during the grace period.
+                self.record(w, true);
+                continue;
+            }
+            return self.interrupt();
         }
-        self.interrupt()
     }
 
     /// What `Fenced::reasons` answers: the recorded reasons, then, while the
@@ -647,9 +720,7 @@ impl MFence {
 
     fn on_advance(&mut self, w: &World) {
         if self.waiting() {
-            let deadline = !self.deadline_fired && self.timer_passed(w);
-            let grace = matches!(self.grace, Grace::Until(until) if until <= w.timer_now);
-            self.wake_expected |= deadline || grace;
+            self.wake_expected |= self.target().is_some_and(|at| at <= w.timer_now);
         }
     }
 }
@@ -840,6 +911,13 @@ impl Case {
                 model.grace = Some(model.grace.map_or(grace, |g| g.min(grace)));
                 (fencing.grace(grace), None)
             }
+            Step::GraceFor(c, ms) => {
+                let grace = ms.map_or(Duration::MAX, Duration::from_millis);
+                model.last = Last::Nothing;
+                let slot = &mut model.grace_for[c];
+                *slot = Some(slot.map_or(grace, |g| g.min(grace)));
+                (fencing.grace_for(CODES[c], grace), None)
+            }
         };
         model.code(code);
         let fencing = match code {
@@ -853,6 +931,12 @@ impl Case {
             step
         );
         prop_assert_eq!(fencing.grace_period(), model.grace);
+        for code in CODES {
+            prop_assert_eq!(
+                fencing.grace_period_for(code),
+                model.grace_period_for(Some(code))
+            );
+        }
         Ok(fencing)
     }
 }
@@ -968,6 +1052,7 @@ struct Coverage {
     still_pending: usize,
     recorded_over_several_polls: usize,
     completed_in_grace: usize,
+    recorded_in_grace: usize,
     timer_behind_clock: usize,
     woken: usize,
 }
@@ -987,12 +1072,13 @@ impl Coverage {
             (State::Done, false) => {
                 self.completed += 1;
                 self.completed_although_fired += usize::from(!model.recorded.is_empty());
-                self.completed_in_grace += usize::from(model.grace != Grace::NotStarted);
+                self.completed_in_grace += usize::from(model.drop_at != DropAt::NotYet);
             }
             _ => self.still_pending += 1,
         }
         self.recorded_over_several_polls += usize::from(model.recording_polls > 1);
         self.timer_behind_clock += usize::from(model.timer_behind);
+        self.recorded_in_grace += usize::from(model.recorded_in_grace);
     }
 }
 
@@ -1128,6 +1214,7 @@ fn fence_model_generator_reaches_every_situation() {
         still_pending,
         recorded_over_several_polls,
         completed_in_grace,
+        recorded_in_grace,
         timer_behind_clock,
         woken,
     } = coverage;
@@ -1144,6 +1231,7 @@ fn fence_model_generator_reaches_every_situation() {
         ("still pending", still_pending),
         ("recorded over several polls", recorded_over_several_polls),
         ("completed in grace", completed_in_grace),
+        ("recorded in grace", recorded_in_grace),
         ("timer behind clock", timer_behind_clock),
         ("woken", woken),
     ] {

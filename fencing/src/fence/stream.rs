@@ -213,8 +213,8 @@ impl<S: Stream> Stream for FencedStream<S> {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                this.armed.poll_triggers(cx, this.timer.as_mut());
-                if this.armed.must_drop(cx, this.timer.as_mut()) {
+                this.armed.poll_triggers(cx, this.timer.as_mut(), None);
+                if this.armed.must_drop(cx, this.timer.as_mut(), None) {
                     this.stream.set(Inner::Gone);
                     this.armed.interrupt(this.timer);
                     return Poll::Ready(None);
