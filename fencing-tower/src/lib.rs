@@ -15,3 +15,23 @@ pub mod codec;
 /// `err.downcast_ref::<fencing::Cancelled>()`; an inner service's error is
 /// passed through boxed as it was.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub mod server;
+pub mod status;
+
+mod drain;
+pub use drain::{Drain, DrainFuture, DrainReport, Draining};
+
+/// The codes of the triggers the server layer declares, to ask a
+/// [`Cancelled`](fencing::Cancelled) with `cancelled_by`.
+pub mod codes {
+    /// The server's own budget for a request
+    /// ([`FenceLayer::budget`](crate::server::FenceLayer::budget)).
+    pub const BUDGET: &str = "budget";
+    /// The budget the request carried in a header.
+    pub const DEADLINE: &str = "deadline";
+    /// The server's shutdown ([`Drain`](crate::Drain)).
+    pub const SHUTDOWN: &str = "shutdown";
+    /// The client went away.
+    pub const CLIENT_DISCONNECTED: &str = "client_disconnected";
+}

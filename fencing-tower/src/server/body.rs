@@ -1,0 +1,345 @@
+//! The request and response bodies of [`Fence`](super::Fence).
+
+use super::Shared;
+use crate::status::Stage;
+use crate::BoxError;
+use fencing::FencedStream;
+use futures_core::Stream;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+pin_project! {
+    /// The request body a fenced handler receives: the body hyper gave,
+    /// unchanged, watched so that a deadline that fires while the handler
+    /// reads it is answered `408 Request Timeout` (see the
+    /// [status table](crate::status)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing_tower::server::{body::RequestBody, Fence};
+    /// use http_body_util::BodyExt;
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let echo = Fence::new(tower::service_fn(|request: http::Request<RequestBody<String>>| async {
+    ///     let body = request.into_body().collect().await.unwrap().to_bytes();
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(body)))
+    /// }));
+    /// let response = echo.oneshot(http::Request::new(String::from("ping"))).await.unwrap();
+    /// let body = response.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(body, "ping");
+    /// # }
+    /// ```
+    pub struct RequestBody<B> {
+        #[pin]
+        inner: B,
+        shared: Arc<Shared>,
+    }
+}
+
+impl<B> RequestBody<B> {
+    pub(crate) fn new(inner: B, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The body hyper gave.
+    ///
+    /// # Examples
+    ///
+    /// See [`RequestBody`].
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// The body hyper gave, mutably.
+    ///
+    /// # Examples
+    ///
+    /// See [`RequestBody`].
+    pub fn get_mut(&mut self) -> &mut B {
+        &mut self.inner
+    }
+
+    /// Unwraps the body hyper gave. A deadline that fires while it is read
+    /// from then on is answered as if the handler were not reading.
+    ///
+    /// # Examples
+    ///
+    /// See [`RequestBody`].
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B: Body> Body for RequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        this.shared.set_reading(true);
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if frame.is_none() || this.inner.is_end_stream() {
+            this.shared.set_reading(false);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for RequestBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The response body of a fenced request: the handler's body, polled
+    /// inside the request's context, or the empty body of a request a
+    /// trigger stopped.
+    ///
+    /// Every poll runs with the request's `Fencing` as the context, so a
+    /// streaming body reads `current()` as its handler did. When a trigger
+    /// fires while the body streams (its deadline, the end of a drain's
+    /// grace period), the stream ends with an error holding the
+    /// [`Cancelled`](fencing::Cancelled): hyper then aborts the response
+    /// (HTTP/1 closes the connection before the final chunk, HTTP/2 resets
+    /// the stream), so the client sees the response cut short, never a
+    /// truncated one that looks whole. A body dropped before its end (the
+    /// client went away) fires `client_disconnected` in the request's
+    /// context, for work the handler left running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing_tower::server::{body::RequestBody, FenceLayer};
+    /// use http_body_util::BodyExt;
+    /// use std::time::Duration;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// # use std::{pin::Pin, task::{Context, Poll}};
+    /// # struct Ticks(tokio::time::Interval);
+    /// # impl http_body::Body for Ticks {
+    /// #     type Data = bytes::Bytes;
+    /// #     type Error = std::convert::Infallible;
+    /// #     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>)
+    /// #         -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+    /// #         self.0.poll_tick(cx).map(|_| Some(Ok(http_body::Frame::data("tick".into()))))
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // A body that ticks once a second for ever, under a 2.5 s budget.
+    /// let service = ServiceBuilder::new()
+    ///     .layer(FenceLayer::new().budget(Duration::from_millis(2_500)))
+    ///     .service(tower::service_fn(|_: http::Request<RequestBody<String>>| async {
+    ///         let ticks = Ticks(tokio::time::interval(Duration::from_secs(1)));
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(ticks))
+    ///     }));
+    ///
+    /// let response = service.oneshot(http::Request::new(String::new())).await.unwrap();
+    /// let mut body = std::pin::pin!(response.into_body()); // it holds a timer
+    /// let mut ticks = 0;
+    /// let err = loop {
+    ///     match body.as_mut().frame().await {
+    ///         Some(Ok(_)) => ticks += 1,
+    ///         Some(Err(err)) => break err,
+    ///         None => unreachable!("the budget ends it with an error"),
+    ///     }
+    /// };
+    /// assert_eq!(ticks, 3); // at 0 s, 1 s and 2 s
+    /// assert!(err.downcast_ref::<fencing::Cancelled>().unwrap().cancelled_by("budget"));
+    /// # }
+    /// ```
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Fenced {
+            #[pin]
+            frames: FencedStream<Frames<B>>,
+            watch: Option<BodyWatch>,
+            ended: bool,
+        },
+        Empty,
+    }
+}
+
+/// Watches a response body: dropped before the body ends, the client went
+/// away.
+struct BodyWatch {
+    shared: Arc<Shared>,
+    armed: bool,
+}
+
+impl Drop for BodyWatch {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            self.shared.disconnected(Stage::ResponseBody);
+        }
+    }
+}
+
+fn disarm(watch: &mut Option<BodyWatch>) {
+    if let Some(mut watch) = watch.take() {
+        watch.armed = false;
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+}
+
+impl<B: Body> ResponseBody<B> {
+    pub(crate) fn new(body: B, shared: Arc<Shared>) -> Self {
+        // A body that is complete already is never polled, and its drop is
+        // no disconnect.
+        let armed = !body.is_end_stream();
+        let frames = shared.fencing().clone().stream(Frames::new(body));
+        Self {
+            kind: Kind::Fenced {
+                frames,
+                watch: Some(BodyWatch { shared, armed }),
+                ended: false,
+            },
+        }
+    }
+}
+
+impl<B: Body> Body for ResponseBody<B>
+where
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let KindProj::Fenced {
+            mut frames,
+            watch,
+            ended,
+        } = self.project().kind.project()
+        else {
+            return Poll::Ready(None);
+        };
+        if *ended {
+            return Poll::Ready(None);
+        }
+        let frame = ready!(frames.as_mut().poll_next(cx));
+        match frame {
+            Some(Ok(frame)) => {
+                if frames.get_ref().map_or(true, |f| f.body.is_end_stream()) {
+                    *ended = true;
+                    disarm(watch);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(err)) => {
+                *ended = true;
+                disarm(watch);
+                Poll::Ready(Some(Err(err.into())))
+            }
+            None => {
+                *ended = true;
+                let cancelled = frames.cancelled();
+                if let (Some(cancelled), Some(watch)) = (&cancelled, watch.as_ref()) {
+                    watch.shared.report(cancelled, Stage::ResponseBody, None);
+                }
+                disarm(watch);
+                Poll::Ready(cancelled.map(|cancelled| Err(cancelled.into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            // Once the inner body is gone, an error is still to come.
+            Kind::Fenced { frames, ended, .. } => {
+                *ended || frames.get_ref().is_some_and(|f| f.body.is_end_stream())
+            }
+            Kind::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Fenced {
+                frames,
+                ended: false,
+                ..
+            } => frames
+                .get_ref()
+                .map_or_else(SizeHint::default, |f| f.body.size_hint()),
+            Kind::Fenced { .. } | Kind::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("ResponseBody");
+        match &self.kind {
+            Kind::Fenced { frames, ended, .. } => {
+                debug.field("fence", frames).field("ended", ended)
+            }
+            Kind::Empty => debug.field("empty", &true),
+        };
+        debug.finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// A body as the stream of its frames, for a `FencedStream`.
+    pub(crate) struct Frames<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B> Frames<B> {
+    fn new(body: B) -> Self {
+        Self { body }
+    }
+}
+
+impl<B: Body> Stream for Frames<B> {
+    type Item = Result<Frame<B::Data>, B::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.project().body.poll_frame(cx)
+    }
+}
+
+impl<B> fmt::Debug for Frames<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frames").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,638 @@
+//! Server middleware that gives every request a context: its budget, the
+//! server's shutdown, and the client going away, each a reason the handler
+//! sees by its code.
+//!
+//! [`Fence`] wraps an HTTP service (an axum `Router`, a hyper service, any
+//! `Service<http::Request<B>>`). For every request it builds the request's
+//! [`Fencing`]:
+//!
+//! | trigger | code | from |
+//! |---|---|---|
+//! | the server's own budget | [`budget`](crate::codes::BUDGET) | [`FenceLayer::budget`], anchored when the request is received |
+//! | the budget the request carries | [`deadline`](crate::codes::DEADLINE) | the [budget headers](crate::codec) (`grpc-timeout` on gRPC requests and `connect-timeout-ms` by default), anchored at receipt; it can only shorten the server's own budget, never extend it |
+//! | the server's shutdown | [`shutdown`](crate::codes::SHUTDOWN) | [`FenceLayer::drain`], with the drain's grace period |
+//! | the client going away | [`client_disconnected`](crate::codes::CLIENT_DISCONNECTED) | hyper dropping the request, or its response body before its end |
+//! | anything else | yours | [`FenceLayer::fencing`] |
+//!
+//! and runs the inner service inside a fence of it: the handler (and
+//! `call` itself, and everything the handler awaits) reads it with
+//! [`fencing::current()`], derives tighter timeouts from it, spawns helpers
+//! that keep it with [`fencing::spawn`], and sends what is left of the
+//! budget on with [`PropagateBudget`](crate::client::PropagateBudget). The
+//! request's extensions hold a [`RequestContext`] too. The streamed
+//! response body runs inside the same context on every poll, and ends with
+//! an error when the deadline passes.
+//!
+//! When a trigger fires, the fence drops the handler and the request is
+//! answered with an empty response whose status follows the
+//! [status table](crate::status) (`504` for time, `408` while reading the
+//! request body, `503` for shutdown); the response's extensions hold the
+//! [`Cancelled`]. A request whose budget is spent on arrival (`0` in its
+//! header), or that arrives while the server drains, is answered at once,
+//! without calling the inner service.
+//!
+//! ```
+//! use fencing::current;
+//! use fencing_tower::server::FenceLayer;
+//! use std::time::Duration;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! async fn handler(_: http::Request<fencing_tower::server::body::RequestBody<String>>)
+//!     -> Result<http::Response<String>, std::convert::Infallible>
+//! {
+//!     // The tighter of the server's 10 s and the 3 s the client sent.
+//!     let left = current().remaining().unwrap();
+//!     tokio::time::sleep(Duration::from_secs(5)).await; // too slow
+//!     Ok(http::Response::new(format!("{left:?} were enough")))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(FenceLayer::new().budget(Duration::from_secs(10)))
+//!     .service(service_fn(handler));
+//!
+//! let request = http::Request::builder()
+//!     .header("connect-timeout-ms", "3000")
+//!     .body(String::new())
+//!     .unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), http::StatusCode::GATEWAY_TIMEOUT);
+//! let cancelled = response.extensions().get::<fencing::Cancelled>().unwrap();
+//! assert!(cancelled.cancelled_by("deadline"));
+//! # }
+//! ```
+//!
+//! # When the client goes away
+//!
+//! hyper drops the future of a request whose connection closed (HTTP/1) or
+//! whose stream was reset (HTTP/2). What happens next is the layer's
+//! [`Disposition`]:
+//!
+//! - [`CancelOnDisconnect`](Disposition::CancelOnDisconnect), the default,
+//!   is hyper's own behaviour and spawns nothing: the handler is dropped
+//!   with the request, where it stands. The layer records the drop as the
+//!   reason `client_disconnected` ([`FenceLayer::on_cancel`], status `499`
+//!   for logs and metrics).
+//! - [`Detach { grace }`](Disposition::Detach) runs the handler in a task of
+//!   its own. When hyper drops the request, `client_disconnected` fires in
+//!   the handler's context: the handler sees it cooperatively
+//!   (`current().is_cancelled()`, `current().cancelled().await`, an inner
+//!   fence's `cancelled_by`), a [`protect`](fencing::protect) section
+//!   completes its commit, and the task is dropped only once `grace` has
+//!   passed. A panic in the handler is raised again in the request's future
+//!   while hyper still holds it, and logged (`tracing`, `ERROR`) otherwise.
+//!
+//! What hyper can and cannot see:
+//!
+//! - **HTTP/1 sees a closed connection only while it reads.** While a
+//!   handler leaves the request body unread, hyper does not read the
+//!   socket, and a client that hangs up is not noticed until the handler
+//!   reads the body or answers. Read (or drop) the body before long work.
+//! - **A half-closed client counts as gone**: hyper's default
+//!   (`half_close(false)`) treats the end of the client's writes as the end
+//!   of the connection. A client that shuts down its writing side and waits
+//!   for the answer must be served with `half_close(true)`.
+//! - **Pipelined HTTP/1 requests** are served one at a time; only the one
+//!   being served is watched.
+//! - **A silent peer** (a cable pulled, a NAT entry gone) closes nothing:
+//!   only TCP keep-alive or HTTP/2 pings find it. Configure them on the
+//!   server.
+//!
+//! # Concurrency limits go inside
+//!
+//! With `Detach`, a request's handler outlives the request's future. A
+//! concurrency limit *outside* this layer counts futures, not handlers:
+//! a client that disconnects and retries frees its slot at once while its
+//! detached handler still runs, and so bypasses the limit. Put limits
+//! inside the layer, where each permit is held by the handler itself:
+//! `ServiceBuilder::new().layer(FenceLayer::new()..).concurrency_limit(n)`.
+//!
+//! # Differences from `tower_http::timeout`
+//!
+//! tower-http's `TimeoutLayer` has one duration for every request, answers
+//! `408` with nothing to tell why, and cannot let the handler know: its
+//! timer is raced outside the handler. Here each request has its own
+//! budget (the tighter of the server's and the client's), the handler sees
+//! it and every other trigger, inner calls derive from it, and the response
+//! says which reason fired.
+//!
+//! [`Cancelled`]: fencing::Cancelled
+
+mod layer;
+
+pub mod body;
+pub mod future;
+
+pub use layer::FenceLayer;
+
+use crate::codec::{decode_budget, BudgetCodec, ConnectTimeout, GrpcTimeout};
+use crate::codes;
+use crate::drain::Drain;
+use crate::status::{status_for, Stage};
+use body::{RequestBody, ResponseBody};
+use fencing::{Cancelled, Fencing, Token};
+use future::{Detached, ResponseFuture};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower_service::Service;
+
+/// The service of [`FenceLayer`]: fences every request of `S`. See the
+/// [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use fencing_tower::server::{Fence, FenceLayer};
+/// use tower::service_fn;
+///
+/// let inner = service_fn(|_: http::Request<fencing_tower::server::body::RequestBody<String>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// });
+/// let service: Fence<_> = tower_layer::Layer::layer(&FenceLayer::new(), inner);
+/// let inner = service.get_ref();
+/// ```
+#[derive(Clone)]
+pub struct Fence<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Fence<S> {
+    /// Wraps `inner` with the defaults of [`FenceLayer::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let service = fencing_tower::server::Fence::new(tower::service_fn(
+    ///     |_: http::Request<fencing_tower::server::body::RequestBody<String>>| async {
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    ///     },
+    /// ));
+    /// # let _ = service;
+    /// ```
+    #[must_use]
+    pub fn new(inner: S) -> Self {
+        tower_layer::Layer::layer(&FenceLayer::new(), inner)
+    }
+
+    /// The inner service.
+    ///
+    /// # Examples
+    ///
+    /// See [`Fence`].
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut service = fencing_tower::server::Fence::new(7);
+    /// *service.get_mut() += 1;
+    /// assert_eq!(service.into_inner(), 8);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    ///
+    /// # Examples
+    ///
+    /// See [`Fence::get_mut`].
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Fence<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fence")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// What happens to a handler whose client goes away; see the
+/// [module docs](self#when-the-client-goes-away).
+///
+/// # Examples
+///
+/// ```
+/// use fencing_tower::server::Disposition;
+/// use std::time::Duration;
+///
+/// assert_eq!(Disposition::default(), Disposition::CancelOnDisconnect);
+/// let detach = Disposition::Detach { grace: Duration::from_secs(2) };
+/// # let _ = detach;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Disposition {
+    /// The handler is dropped with the request, as hyper does; the drop is
+    /// recorded as `client_disconnected`. Nothing is spawned.
+    #[default]
+    CancelOnDisconnect,
+    /// The handler runs in a task of its own: a client that goes away fires
+    /// `client_disconnected` in its context, and the task is dropped only
+    /// once `grace` has passed (`Duration::ZERO`: at once; a duration that
+    /// overflows the clock: never, it is only told).
+    Detach {
+        /// How long a handler may go on once its client has gone.
+        grace: Duration,
+    },
+}
+
+/// What to do with a request whose budget header is malformed (`-1`,
+/// `12x`, more digits than the header allows).
+///
+/// The default is [`Reject`](Self::Reject): a client that sends a budget
+/// means to be held to one, and a budget silently dropped would hide its
+/// bug behind the server's own (longer) budget; grpc-go answers such a
+/// request with an error too. A header never panics the server, whatever
+/// it holds.
+///
+/// # Examples
+///
+/// ```
+/// use fencing_tower::server::OnMalformed;
+///
+/// assert_eq!(OnMalformed::default(), OnMalformed::Reject);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnMalformed {
+    /// Answer `400 Bad Request` without calling the inner service.
+    #[default]
+    Reject,
+    /// Serve the request as if the header were absent (a `DEBUG` event is
+    /// emitted).
+    Ignore,
+}
+
+/// The context of a request, in its extensions: the request's [`Fencing`]
+/// and the budget it carried.
+///
+/// In a handler, [`fencing::current()`] is the same `Fencing`; the
+/// extension reaches it where the context is not bound (a task spawned with
+/// `tokio::spawn`, a layer below that calls from elsewhere). With the `axum`
+/// feature it is an extractor.
+///
+/// # Examples
+///
+/// ```
+/// use fencing_tower::server::{body::RequestBody, FenceLayer, RequestContext};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let service = ServiceBuilder::new()
+///     .layer(FenceLayer::new())
+///     .service(service_fn(|request: http::Request<RequestBody<String>>| async move {
+///         let context = request.extensions().get::<RequestContext>().unwrap();
+///         let seen = context.inbound_budget();
+///         Ok::<_, std::convert::Infallible>(http::Response::new(format!("{seen:?}")))
+///     }));
+///
+/// let request = http::Request::builder()
+///     .header("connect-timeout-ms", "250")
+///     .body(String::new())
+///     .unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// # use http_body_util::BodyExt;
+/// let body = response.into_body().collect().await.unwrap().to_bytes();
+/// assert_eq!(body, "Some(250ms)");
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    fencing: Fencing,
+    inbound: Option<Duration>,
+    received: Instant,
+}
+
+impl RequestContext {
+    /// The request's `Fencing`: every trigger of the request.
+    ///
+    /// # Examples
+    ///
+    /// See [`RequestContext`].
+    #[must_use]
+    pub fn fencing(&self) -> &Fencing {
+        &self.fencing
+    }
+
+    /// The budget the request's headers carried, if any (before the server's
+    /// own budget capped it).
+    ///
+    /// # Examples
+    ///
+    /// See [`RequestContext`].
+    #[must_use]
+    pub fn inbound_budget(&self) -> Option<Duration> {
+        self.inbound
+    }
+
+    /// When the layer received the request, on tokio's clock: the instant
+    /// the budgets are anchored at.
+    ///
+    /// # Examples
+    ///
+    /// See [`RequestContext`].
+    #[must_use]
+    pub fn received(&self) -> Instant {
+        self.received
+    }
+}
+
+/// A request that a trigger stopped, as [`FenceLayer::on_cancel`] sees it.
+///
+/// # Examples
+///
+/// See [`FenceLayer::on_cancel`].
+#[derive(Debug)]
+pub struct CancelledRequest<'a> {
+    cancelled: &'a Cancelled,
+    stage: Stage,
+    status: Option<StatusCode>,
+}
+
+impl CancelledRequest<'_> {
+    /// Every reason that fired, in firing order.
+    ///
+    /// # Examples
+    ///
+    /// See [`FenceLayer::on_cancel`].
+    #[must_use]
+    pub fn cancelled(&self) -> &Cancelled {
+        self.cancelled
+    }
+
+    /// Where the request stood.
+    ///
+    /// # Examples
+    ///
+    /// See [`FenceLayer::on_cancel`].
+    #[must_use]
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The status the request was answered with: `None` if nothing could
+    /// be sent (the client went away, or the response head was sent
+    /// already).
+    ///
+    /// # Examples
+    ///
+    /// See [`FenceLayer::on_cancel`].
+    #[must_use]
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+}
+
+type StatusFn = dyn Fn(&Cancelled, Stage) -> StatusCode + Send + Sync;
+type HookFn = dyn Fn(&CancelledRequest<'_>) + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    base: Fencing,
+    budget: Option<Duration>,
+    codecs: Vec<Arc<dyn BudgetCodec>>,
+    on_malformed: OnMalformed,
+    disposition: Disposition,
+    drain: Option<Drain>,
+    status: Arc<StatusFn>,
+    on_cancel: Option<Arc<HookFn>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            base: Fencing::new(),
+            budget: None,
+            codecs: vec![Arc::new(GrpcTimeout), Arc::new(ConnectTimeout)],
+            on_malformed: OnMalformed::Reject,
+            disposition: Disposition::CancelOnDisconnect,
+            drain: None,
+            status: Arc::new(status_for),
+            on_cancel: None,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("base", &self.base)
+            .field("budget", &self.budget)
+            .field("codecs", &self.codecs)
+            .field("on_malformed", &self.on_malformed)
+            .field("disposition", &self.disposition)
+            .field("drain", &self.drain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    fn fencing_for(&self, inbound: Option<Duration>, disconnect: &Token) -> Fencing {
+        let mut fencing = self.base.clone();
+        if let Some(budget) = self.budget {
+            fencing = fencing.timeout(budget).code(codes::BUDGET);
+        }
+        if let Some(inbound) = inbound {
+            fencing = fencing.timeout(inbound).code(codes::DEADLINE);
+        }
+        if let Some(drain) = &self.drain {
+            fencing = drain.declare(fencing);
+        }
+        fencing = fencing.token(disconnect).code(codes::CLIENT_DISCONNECTED);
+        if let Disposition::Detach { grace } = self.disposition {
+            fencing = fencing.grace_for(codes::CLIENT_DISCONNECTED, grace);
+        }
+        fencing
+    }
+}
+
+/// One request, shared by its future, its detached task and its bodies.
+pub(crate) struct Shared {
+    config: Arc<Config>,
+    fencing: Fencing,
+    disconnect: Token,
+    /// The handler polled the request body and has not reached its end.
+    /// Stays set when the body is dropped half-read, so the stage is still
+    /// known after the fence dropped the handler.
+    reading: AtomicBool,
+    /// The request arrived while the drain had not begun: the drain counts
+    /// it when it ends.
+    counted: bool,
+}
+
+impl Shared {
+    pub(crate) fn fencing(&self) -> &Fencing {
+        &self.fencing
+    }
+
+    pub(crate) fn stage(&self) -> Stage {
+        if self.reading.load(Ordering::Relaxed) {
+            Stage::RequestBody
+        } else {
+            Stage::Handler
+        }
+    }
+
+    pub(crate) fn set_reading(&self, reading: bool) {
+        self.reading.store(reading, Ordering::Relaxed);
+    }
+
+    pub(crate) fn status(&self, cancelled: &Cancelled, stage: Stage) -> StatusCode {
+        (self.config.status)(cancelled, stage)
+    }
+
+    /// Tells the hook, and the `tracing` subscriber, that a trigger stopped
+    /// the request.
+    pub(crate) fn report(&self, cancelled: &Cancelled, stage: Stage, status: Option<StatusCode>) {
+        tracing::debug!(
+            target: "fencing_tower::server",
+            reason = %cancelled,
+            ?stage,
+            status = status.map(|s| s.as_u16()),
+            "request cancelled"
+        );
+        if let Some(hook) = &self.config.on_cancel {
+            hook(&CancelledRequest {
+                cancelled,
+                stage,
+                status,
+            });
+        }
+    }
+
+    /// The client went away at `stage`: fires `client_disconnected` in the
+    /// request's context and reports it.
+    pub(crate) fn disconnected(&self, stage: Stage) {
+        if self.disconnect.cancel_with("client disconnected") {
+            if let Err(cancelled) = self.fencing.check() {
+                self.report(&cancelled, stage, None);
+            }
+        }
+    }
+
+    pub(crate) fn is_disconnected(&self) -> bool {
+        self.disconnect.is_cancelled()
+    }
+
+    /// The handler ended: ran to its end, or was stopped (`dropped`).
+    pub(crate) fn ended(&self, dropped: bool) {
+        if let Some(drain) = &self.config.drain {
+            if self.counted && drain.is_draining() {
+                drain.ended(dropped);
+            }
+        }
+    }
+
+    /// A trigger stopped the handler: reports and counts it, and gives the
+    /// status to answer with.
+    pub(crate) fn settle(&self, cancelled: &Cancelled) -> StatusCode {
+        let stage = self.stage();
+        let status = self.status(cancelled, stage);
+        let sent = (!self.is_disconnected()).then_some(status);
+        self.report(cancelled, stage, sent);
+        self.ended(true);
+        status
+    }
+}
+
+/// An empty response with `status`, holding `cancelled` in its extensions.
+pub(crate) fn answer<B>(
+    status: StatusCode,
+    cancelled: Option<Cancelled>,
+) -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = status;
+    if let Some(cancelled) = cancelled {
+        response.extensions_mut().insert(cancelled);
+    }
+    response
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Fence<S>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Body + Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    /// # Panics
+    ///
+    /// With [`Disposition::Detach`], panics if called outside a tokio
+    /// runtime, as `tokio::spawn` does.
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        let received = Instant::now();
+        let codecs = config.codecs.iter().map(|codec| &**codec);
+        let inbound = match decode_budget(codecs, request.headers()) {
+            Ok(inbound) => inbound,
+            Err(malformed) => {
+                tracing::debug!(target: "fencing_tower::server", %malformed, ?config.on_malformed);
+                match config.on_malformed {
+                    OnMalformed::Reject => {
+                        return ResponseFuture::answered(StatusCode::BAD_REQUEST, None)
+                    }
+                    OnMalformed::Ignore => None,
+                }
+            }
+        };
+        let disconnect = Token::new();
+        let fencing = config.fencing_for(inbound, &disconnect);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            fencing: fencing.clone(),
+            disconnect,
+            reading: AtomicBool::new(false),
+            counted: !config.drain.as_ref().is_some_and(Drain::is_draining),
+        });
+        // Spent on arrival (a `0` budget, a drain under way): the inner
+        // service is not called at all.
+        if let Err(cancelled) = fencing.check() {
+            let status = shared.settle(&cancelled);
+            return ResponseFuture::answered(status, Some(cancelled));
+        }
+        let tracked = config.drain.as_ref().map(Drain::track);
+        let mut request = request.map(|body| RequestBody::new(body, shared.clone()));
+        request.extensions_mut().insert(RequestContext {
+            fencing: fencing.clone(),
+            inbound,
+            received,
+        });
+        let future = fencing.in_scope(|| self.inner.call(request));
+        let fenced = fencing.run(future);
+        match config.disposition {
+            Disposition::CancelOnDisconnect => ResponseFuture::inline(fenced, shared, tracked),
+            Disposition::Detach { .. } => {
+                let task = Detached::new(fenced, shared.clone());
+                let join = match &config.drain {
+                    Some(drain) => drain.tracker().spawn(task),
+                    None => tokio::spawn(task),
+                };
+                ResponseFuture::detached(join, shared, tracked)
+            }
+        }
+    }
+}
