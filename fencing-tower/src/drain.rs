@@ -40,8 +40,7 @@ use tokio_util::task::task_tracker::{TaskTracker, TaskTrackerToken, TaskTrackerW
 ///
 /// ```
 /// use fencing::current;
-/// use fencing_tower::server::{body::RequestBody, FenceLayer};
-/// use fencing_tower::Drain;
+/// use fencing_tower::{server::FenceLayer, Drain};
 /// use std::time::Duration;
 /// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 ///
@@ -50,7 +49,7 @@ use tokio_util::task::task_tracker::{TaskTracker, TaskTrackerToken, TaskTrackerW
 /// let drain = Drain::new(Duration::from_secs(5));
 /// let mut service = ServiceBuilder::new()
 ///     .layer(FenceLayer::new().drain(&drain))
-///     .service(service_fn(|_: http::Request<RequestBody<String>>| async {
+///     .service(service_fn(|_: http::Request<String>| async {
 ///         // A handler that stops at the next safe point once told.
 ///         while !current().is_cancelled() {
 ///             tokio::time::sleep(Duration::from_millis(100)).await;

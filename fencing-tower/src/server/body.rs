@@ -12,25 +12,122 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+/// What the inner service receives as the request body: the body as it
+/// came ([`Plain`], the default), or one watched so that a deadline that
+/// fires while the handler reads it is answered `408 Request Timeout`
+/// ([`Watched`], and [`AxumBody`] with the `axum` feature). Chosen with
+/// [`FenceLayer::watch_request_body`](super::FenceLayer::watch_request_body).
+///
+/// Sealed: the three kinds are the only ones.
+///
+/// # Examples
+///
+/// ```
+/// use fencing_tower::server::body::{Plain, RequestBodyKind, Watched};
+///
+/// fn inner_body<K: RequestBodyKind<String>>() {}
+/// inner_body::<Plain>(); // the inner service gets `String`
+/// inner_body::<Watched>(); // ... or `RequestBody<String>`
+/// ```
+pub trait RequestBodyKind<B>: sealed::Sealed {
+    /// The body type the inner service receives.
+    type Body;
+
+    #[doc(hidden)]
+    fn wrap(body: RequestBody<B>) -> Self::Body;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The inner service receives the request body as it came: no `408`, a
+/// deadline while reading the body is a `504` like any other. The default,
+/// as it keeps the request's type (an axum `Router::layer` needs that).
+///
+/// # Examples
+///
+/// See [`RequestBodyKind`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plain;
+
+/// The inner service receives a [`RequestBody`]: a deadline that fires
+/// while the handler reads the body is answered `408`.
+///
+/// # Examples
+///
+/// See [`RequestBodyKind`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Watched;
+
+impl sealed::Sealed for Plain {}
+impl sealed::Sealed for Watched {}
+
+impl<B> RequestBodyKind<B> for Plain {
+    type Body = B;
+
+    fn wrap(body: RequestBody<B>) -> B {
+        body.inner
+    }
+}
+
+impl<B> RequestBodyKind<B> for Watched {
+    type Body = RequestBody<B>;
+
+    fn wrap(body: RequestBody<B>) -> RequestBody<B> {
+        body
+    }
+}
+
+/// The inner service receives an axum `Body` holding a watched one: the
+/// request keeps axum's type, for `Router::layer`, and a deadline that
+/// fires while an extractor or the handler reads the body is answered
+/// `408`. With the `axum` feature.
+///
+/// # Examples
+///
+/// See [`FenceLayer::watch_axum_request_body`](super::FenceLayer::watch_axum_request_body).
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AxumBody;
+
+#[cfg(feature = "axum")]
+impl sealed::Sealed for AxumBody {}
+
+#[cfg(feature = "axum")]
+impl<B> RequestBodyKind<B> for AxumBody
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Body = axum_core::body::Body;
+
+    fn wrap(body: RequestBody<B>) -> axum_core::body::Body {
+        axum_core::body::Body::new(body)
+    }
+}
+
 pin_project! {
-    /// The request body a fenced handler receives: the body hyper gave,
-    /// unchanged, watched so that a deadline that fires while the handler
-    /// reads it is answered `408 Request Timeout` (see the
-    /// [status table](crate::status)).
+    /// The request body a fenced handler receives with [`Watched`]: the
+    /// body hyper gave, unchanged, watched so that a deadline that fires
+    /// while the handler reads it is answered `408 Request Timeout` (see
+    /// the [status table](crate::status)).
     ///
     /// # Examples
     ///
     /// ```
-    /// use fencing_tower::server::{body::RequestBody, Fence};
+    /// use fencing_tower::server::{body::RequestBody, FenceLayer};
     /// use http_body_util::BodyExt;
     /// use tower::ServiceExt;
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
-    /// let echo = Fence::new(tower::service_fn(|request: http::Request<RequestBody<String>>| async {
+    /// let echo = tower::service_fn(|request: http::Request<RequestBody<String>>| async {
     ///     let body = request.into_body().collect().await.unwrap().to_bytes();
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(body)))
-    /// }));
+    /// });
+    /// let echo = tower_layer::Layer::layer(&FenceLayer::new().watch_request_body(), echo);
     /// let response = echo.oneshot(http::Request::new(String::from("ping"))).await.unwrap();
     /// let body = response.into_body().collect().await.unwrap().to_bytes();
     /// assert_eq!(body, "ping");
@@ -67,7 +164,7 @@ impl<B> RequestBody<B> {
     }
 
     /// Unwraps the body hyper gave. A deadline that fires while it is read
-    /// from then on is answered as if the handler were not reading.
+    /// from then on is answered as if the handler were not reading it.
     ///
     /// # Examples
     ///
@@ -130,7 +227,7 @@ pin_project! {
     /// # Examples
     ///
     /// ```
-    /// use fencing_tower::server::{body::RequestBody, FenceLayer};
+    /// use fencing_tower::server::FenceLayer;
     /// use http_body_util::BodyExt;
     /// use std::time::Duration;
     /// use tower::{ServiceBuilder, ServiceExt};
@@ -150,7 +247,7 @@ pin_project! {
     /// // A body that ticks once a second for ever, under a 2.5 s budget.
     /// let service = ServiceBuilder::new()
     ///     .layer(FenceLayer::new().budget(Duration::from_millis(2_500)))
-    ///     .service(tower::service_fn(|_: http::Request<RequestBody<String>>| async {
+    ///     .service(tower::service_fn(|_: http::Request<String>| async {
     ///         let ticks = Ticks(tokio::time::interval(Duration::from_secs(1)));
     ///         Ok::<_, std::convert::Infallible>(http::Response::new(ticks))
     ///     }));

@@ -33,12 +33,12 @@ pin_project! {
     /// # Examples
     ///
     /// ```
-    /// use fencing_tower::server::{body::RequestBody, future::ResponseFuture, Fence};
+    /// use fencing_tower::server::{future::ResponseFuture, Fence};
     /// use tower::{service_fn, Service};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
-    /// let mut service = Fence::new(service_fn(|_: http::Request<RequestBody<String>>| async {
+    /// let mut service = Fence::new(service_fn(|_: http::Request<String>| async {
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi")))
     /// }));
     /// let future: ResponseFuture<_> = service.call(http::Request::new(String::new()));

@@ -1,3 +1,6 @@
+#[cfg(feature = "axum")]
+use super::body::AxumBody;
+use super::body::{Plain, Watched};
 use super::{CancelledRequest, Config, Disposition, Fence, OnMalformed};
 use crate::codec::BudgetCodec;
 use crate::drain::Drain;
@@ -5,6 +8,7 @@ use crate::status::Stage;
 use fencing::{Cancelled, Fencing};
 use http::StatusCode;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
@@ -32,9 +36,18 @@ use tower_layer::Layer;
 ///     .drain(&drain);
 /// # let _ = layer;
 /// ```
-#[derive(Clone)]
-pub struct FenceLayer {
+pub struct FenceLayer<K = Plain> {
     config: Arc<Config>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for FenceLayer<K> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            kind: PhantomData,
+        }
+    }
 }
 
 impl FenceLayer {
@@ -53,6 +66,75 @@ impl FenceLayer {
     pub fn new() -> Self {
         Self {
             config: Arc::new(Config::default()),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K> FenceLayer<K> {
+    /// Hands the inner service a [`RequestBody`](super::body::RequestBody)
+    /// instead of the request's own body, so that a deadline that fires
+    /// while the handler reads the body is answered `408 Request Timeout`
+    /// (see the [status table](crate::status)). This changes the inner
+    /// service's request type; for an axum `Router::layer`, use
+    /// [`watch_axum_request_body`](Self::watch_axum_request_body).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing_tower::server::body::RequestBody;
+    /// use fencing_tower::server::FenceLayer;
+    /// use std::time::Duration;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let upload = ServiceBuilder::new()
+    ///     .layer(FenceLayer::new().budget(Duration::from_secs(1)).watch_request_body())
+    ///     .service(service_fn(|request: http::Request<RequestBody<_>>| async move {
+    ///         use http_body_util::BodyExt;
+    ///         let body = request.into_body().collect().await.unwrap().to_bytes();
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(format!("{} bytes", body.len())))
+    ///     }));
+    ///
+    /// // A body that never arrives.
+    /// let (_sender, body) = http_body_util::channel::Channel::<bytes::Bytes>::new(1);
+    /// let response = upload.oneshot(http::Request::new(body)).await.unwrap();
+    /// assert_eq!(response.status(), http::StatusCode::REQUEST_TIMEOUT);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn watch_request_body(self) -> FenceLayer<Watched> {
+        FenceLayer {
+            config: self.config,
+            kind: PhantomData,
+        }
+    }
+
+    /// [`watch_request_body`](Self::watch_request_body) for axum: the inner
+    /// service receives an axum `Body` (holding the watched one), so the
+    /// layer fits `Router::layer`, and a deadline that fires while an
+    /// extractor such as `Json` reads the body is answered `408`. With the
+    /// `axum` feature.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use axum::{routing::post, Router};
+    /// use fencing_tower::server::FenceLayer;
+    /// use std::time::Duration;
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/upload", post(|body: String| async move { body.len().to_string() }))
+    ///     .layer(FenceLayer::new().budget(Duration::from_secs(5)).watch_axum_request_body());
+    /// ```
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    #[must_use]
+    pub fn watch_axum_request_body(self) -> FenceLayer<AxumBody> {
+        FenceLayer {
+            config: self.config,
+            kind: PhantomData,
         }
     }
 
@@ -232,18 +314,19 @@ impl Default for FenceLayer {
     }
 }
 
-impl<S> Layer<S> for FenceLayer {
-    type Service = Fence<S>;
+impl<S, K> Layer<S> for FenceLayer<K> {
+    type Service = Fence<S, K>;
 
-    fn layer(&self, inner: S) -> Fence<S> {
+    fn layer(&self, inner: S) -> Fence<S, K> {
         Fence {
             inner,
             config: self.config.clone(),
+            kind: PhantomData,
         }
     }
 }
 
-impl fmt::Debug for FenceLayer {
+impl<K> fmt::Debug for FenceLayer<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FenceLayer")
             .field("config", &self.config)

@@ -37,7 +37,7 @@
 //! use std::time::Duration;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
-//! async fn handler(_: http::Request<fencing_tower::server::body::RequestBody<String>>)
+//! async fn handler(_: http::Request<String>)
 //!     -> Result<http::Response<String>, std::convert::Infallible>
 //! {
 //!     // The tighter of the server's 10 s and the 3 s the client sent.
@@ -130,12 +130,13 @@ use crate::codec::{decode_budget, BudgetCodec, ConnectTimeout, GrpcTimeout};
 use crate::codes;
 use crate::drain::Drain;
 use crate::status::{status_for, Stage};
-use body::{RequestBody, ResponseBody};
+use body::{Plain, RequestBody, RequestBodyKind, ResponseBody};
 use fencing::{Cancelled, Fencing, Token};
 use future::{Detached, ResponseFuture};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -152,16 +153,26 @@ use tower_service::Service;
 /// use fencing_tower::server::{Fence, FenceLayer};
 /// use tower::service_fn;
 ///
-/// let inner = service_fn(|_: http::Request<fencing_tower::server::body::RequestBody<String>>| async {
+/// let inner = service_fn(|_: http::Request<String>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 /// });
 /// let service: Fence<_> = tower_layer::Layer::layer(&FenceLayer::new(), inner);
 /// let inner = service.get_ref();
 /// ```
-#[derive(Clone)]
-pub struct Fence<S> {
+pub struct Fence<S, K = Plain> {
     inner: S,
     config: Arc<Config>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<S: Clone, K> Clone for Fence<S, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            kind: PhantomData,
+        }
+    }
 }
 
 impl<S> Fence<S> {
@@ -171,7 +182,7 @@ impl<S> Fence<S> {
     ///
     /// ```
     /// let service = fencing_tower::server::Fence::new(tower::service_fn(
-    ///     |_: http::Request<fencing_tower::server::body::RequestBody<String>>| async {
+    ///     |_: http::Request<String>| async {
     ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
     ///     },
     /// ));
@@ -181,7 +192,9 @@ impl<S> Fence<S> {
     pub fn new(inner: S) -> Self {
         tower_layer::Layer::layer(&FenceLayer::new(), inner)
     }
+}
 
+impl<S, K> Fence<S, K> {
     /// The inner service.
     ///
     /// # Examples
@@ -214,7 +227,7 @@ impl<S> Fence<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Fence<S> {
+impl<S: fmt::Debug, K> fmt::Debug for Fence<S, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fence")
             .field("inner", &self.inner)
@@ -289,14 +302,14 @@ pub enum OnMalformed {
 /// # Examples
 ///
 /// ```
-/// use fencing_tower::server::{body::RequestBody, FenceLayer, RequestContext};
+/// use fencing_tower::server::{FenceLayer, RequestContext};
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let service = ServiceBuilder::new()
 ///     .layer(FenceLayer::new())
-///     .service(service_fn(|request: http::Request<RequestBody<String>>| async move {
+///     .service(service_fn(|request: http::Request<String>| async move {
 ///         let context = request.extensions().get::<RequestContext>().unwrap();
 ///         let seen = context.inbound_budget();
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(format!("{seen:?}")))
@@ -564,9 +577,10 @@ pub(crate) fn answer<B>(
     response
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Fence<S>
+impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for Fence<S, K>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    K: RequestBodyKind<ReqBody>,
+    S: Service<Request<K::Body>, Response = Response<ResBody>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ResBody: Body + Send + 'static,
@@ -615,7 +629,7 @@ where
             return ResponseFuture::answered(status, Some(cancelled));
         }
         let tracked = config.drain.as_ref().map(Drain::track);
-        let mut request = request.map(|body| RequestBody::new(body, shared.clone()));
+        let mut request = request.map(|body| K::wrap(RequestBody::new(body, shared.clone())));
         request.extensions_mut().insert(RequestContext {
             fencing: fencing.clone(),
             inbound,
