@@ -219,7 +219,7 @@ impl Drain {
     }
 
     /// Counts a request that was live when the drain began and has ended:
-    /// `dropped` if the shutdown stopped it.
+    /// `dropped` if it was stopped before its end.
     pub(crate) fn ended(&self, dropped: bool) {
         let counter = if dropped {
             &self.inner.dropped
@@ -250,9 +250,10 @@ impl fmt::Debug for Drain {
 /// What a [`Drain`] did: how many requests that were live when it began
 /// finished on their own, and how many it dropped.
 ///
-/// A request finished if its handler returned (a response, or its own
-/// cancellation such as its budget running out, or a client that went
-/// away); it was dropped if the end of the grace period stopped it.
+/// A request finished if its handler ran to its end (whatever it
+/// returned); it was dropped if it was stopped before its end: by the end
+/// of the grace period, or by another trigger meanwhile (its budget, a
+/// client that went away), or by a panic.
 /// Requests refused because they arrived after the drain began are in
 /// neither count.
 ///
@@ -266,7 +267,7 @@ pub struct DrainReport {
 }
 
 impl DrainReport {
-    /// Requests that ended on their own during the drain.
+    /// Requests whose handler ran to its end during the drain.
     ///
     /// # Examples
     ///
@@ -276,7 +277,7 @@ impl DrainReport {
         self.finished
     }
 
-    /// Requests dropped at the end of the grace period.
+    /// Requests whose handler was stopped before its end during the drain.
     ///
     /// # Examples
     ///

@@ -112,7 +112,12 @@ pin_project! {
     /// The request body a fenced handler receives with [`Watched`]: the
     /// body hyper gave, unchanged, watched so that a deadline that fires
     /// while the handler reads it is answered `408 Request Timeout` (see
-    /// the [status table](crate::status)).
+    /// the [status table](crate::status)), and so that a body that fails
+    /// (the client went away, or reset the stream, before sending all of
+    /// it) fires `client_disconnected` in the request's context. HTTP/1
+    /// sees a client go, while a body is unread, only when the handler
+    /// reads it; this makes that read a disconnect the handler's context
+    /// knows of.
     ///
     /// # Examples
     ///
@@ -185,8 +190,16 @@ impl<B: Body> Body for RequestBody<B> {
         let mut this = self.project();
         this.shared.set_reading(true);
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if frame.is_none() || this.inner.is_end_stream() {
-            this.shared.set_reading(false);
+        match &frame {
+            // The body could not be read to its end: for a server's
+            // request body, the client went away (or reset the stream)
+            // while sending it.
+            Some(Err(_)) => {
+                this.shared.disconnect();
+            }
+            None => this.shared.set_reading(false),
+            Some(Ok(_)) if this.inner.is_end_stream() => this.shared.set_reading(false),
+            Some(Ok(_)) => {}
         }
         Poll::Ready(frame)
     }

@@ -105,12 +105,20 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // A panicking handler unwinds through here: that is no disconnect.
-        if self.armed && !std::thread::panicking() {
-            self.shared.disconnected(self.shared.stage());
+        if !self.armed {
+            return;
+        }
+        if std::thread::panicking() {
+            // A panicking handler unwinds through here: that is no
+            // disconnect. A detached task counts its own panic.
             if !self.detached {
-                self.shared.ended(true);
+                self.shared.panicked();
             }
+        } else if self.detached {
+            // The handler goes on, told; its task reports how it ends.
+            self.shared.disconnect();
+        } else {
+            self.shared.dropped_with_request();
         }
     }
 }
@@ -199,28 +207,24 @@ where
             .take()
             .expect("`ResponseFuture` polled after completion");
         let shared = watch.shared.clone();
+        // A detached task settled the outcome already.
+        let status = if watch.detached {
+            outcome
+                .as_ref()
+                .err()
+                .map(|c| shared.status(c, shared.stage()))
+        } else {
+            shared.settle(outcome.as_ref().err())
+        };
         Poll::Ready(match outcome {
-            Ok(Ok(response)) => {
-                if !watch.detached {
-                    shared.ended(false);
-                }
-                Ok(response.map(|body| watch.into_body(body)))
-            }
+            Ok(Ok(response)) => Ok(response.map(|body| watch.into_body(body))),
             Ok(Err(err)) => {
-                if !watch.detached {
-                    shared.ended(false);
-                }
                 disarm(&mut Some(watch));
                 Err(err)
             }
             Err(cancelled) => {
-                // A detached task reported and counted it already.
-                let status = if watch.detached {
-                    shared.status(&cancelled, shared.stage())
-                } else {
-                    shared.settle(&cancelled)
-                };
                 disarm(&mut Some(watch));
+                let status = status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                 Ok(answer(status, Some(cancelled)))
             }
         })
@@ -275,16 +279,11 @@ impl<F: Future> Future for Detached<F> {
         match catch_unwind(AssertUnwindSafe(|| fenced.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(outcome)) => {
-                match &outcome {
-                    Ok(_) => shared.ended(false),
-                    Err(cancelled) => {
-                        shared.settle(cancelled);
-                    }
-                }
+                shared.settle(outcome.as_ref().err());
                 Poll::Ready((!shared.is_disconnected()).then_some(outcome))
             }
             Err(panic) => {
-                shared.ended(true);
+                shared.panicked();
                 if !shared.is_disconnected() {
                     // Raised again in the request's future, by the
                     // `JoinHandle`.

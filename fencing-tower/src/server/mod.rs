@@ -529,10 +529,16 @@ impl Shared {
         }
     }
 
-    /// The client went away at `stage`: fires `client_disconnected` in the
-    /// request's context and reports it.
+    /// Fires `client_disconnected` in the request's context. Returns
+    /// `false` if it had fired already.
+    pub(crate) fn disconnect(&self) -> bool {
+        self.disconnect.cancel_with("client disconnected")
+    }
+
+    /// The client went away at `stage`, after the handler ended (or with
+    /// it): fires `client_disconnected` and reports it, once.
     pub(crate) fn disconnected(&self, stage: Stage) {
-        if self.disconnect.cancel_with("client disconnected") {
+        if self.disconnect() {
             if let Err(cancelled) = self.fencing.check() {
                 self.report(&cancelled, stage, None);
             }
@@ -543,8 +549,9 @@ impl Shared {
         self.disconnect.is_cancelled()
     }
 
-    /// The handler ended: ran to its end, or was stopped (`dropped`).
-    pub(crate) fn ended(&self, dropped: bool) {
+    /// Counts a handler that ended, ran to its end or was stopped
+    /// (`dropped`), in the drain under way.
+    fn count(&self, dropped: bool) {
         if let Some(drain) = &self.config.drain {
             if self.counted && drain.is_draining() {
                 drain.ended(dropped);
@@ -552,14 +559,34 @@ impl Shared {
         }
     }
 
-    /// A trigger stopped the handler: reports and counts it, and gives the
-    /// status to answer with.
-    pub(crate) fn settle(&self, cancelled: &Cancelled) -> StatusCode {
+    /// hyper dropped the handler with its request: the client went away.
+    pub(crate) fn dropped_with_request(&self) {
+        self.disconnected(self.stage());
+        self.count(true);
+    }
+
+    /// The handler panicked: counted as stopped before its end.
+    pub(crate) fn panicked(&self) {
+        self.count(true);
+    }
+
+    /// The handler ended, by itself or because a trigger stopped it
+    /// (`cancelled`): reports it if a trigger stopped it or its client is
+    /// gone, counts it, and gives the status to answer with.
+    pub(crate) fn settle(&self, cancelled: Option<&Cancelled>) -> Option<StatusCode> {
         let stage = self.stage();
-        let status = self.status(cancelled, stage);
-        let sent = (!self.is_disconnected()).then_some(status);
-        self.report(cancelled, stage, sent);
-        self.ended(true);
+        let gone = self.is_disconnected();
+        let status = cancelled.map(|cancelled| self.status(cancelled, stage));
+        match cancelled {
+            Some(cancelled) => self.report(cancelled, stage, status.filter(|_| !gone)),
+            None if gone => {
+                if let Err(cancelled) = self.fencing.check() {
+                    self.report(&cancelled, stage, None);
+                }
+            }
+            None => {}
+        }
+        self.count(cancelled.is_some());
         status
     }
 }
@@ -625,8 +652,11 @@ where
         // Spent on arrival (a `0` budget, a drain under way): the inner
         // service is not called at all.
         if let Err(cancelled) = fencing.check() {
-            let status = shared.settle(&cancelled);
-            return ResponseFuture::answered(status, Some(cancelled));
+            let status = shared.settle(Some(&cancelled));
+            return ResponseFuture::answered(
+                status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                Some(cancelled),
+            );
         }
         let tracked = config.drain.as_ref().map(Drain::track);
         let mut request = request.map(|body| K::wrap(RequestBody::new(body, shared.clone())));

@@ -163,3 +163,91 @@ pub(crate) fn in_context<T>(context: &Fencing, f: impl FnOnce() -> T) -> T {
         std::task::Poll::Pending => unreachable!("the block does not await"),
     }
 }
+
+/// What [`FenceLayer::on_cancel`](fencing_tower::server::FenceLayer::on_cancel)
+/// reported of one request.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    pub(crate) codes: Vec<String>,
+    pub(crate) stage: fencing_tower::status::Stage,
+    pub(crate) status: Option<http::StatusCode>,
+}
+
+/// A hook for `FenceLayer::on_cancel` and the receiver of what it saw.
+pub(crate) fn seen() -> (
+    impl Fn(&fencing_tower::server::CancelledRequest<'_>) + Send + Sync + 'static,
+    tokio::sync::mpsc::UnboundedReceiver<Seen>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let hook = move |request: &fencing_tower::server::CancelledRequest<'_>| {
+        let codes = request
+            .cancelled()
+            .reasons()
+            .iter()
+            .filter_map(|reason| reason.code().map(|code| code.as_str().to_owned()))
+            .collect();
+        let _ = tx.send(Seen {
+            codes,
+            stage: request.stage(),
+            status: request.status(),
+        });
+    };
+    (hook, rx)
+}
+
+/// Receives the next message, failing the test after [`LIMIT`] of real time
+/// or if the sender is gone.
+pub(crate) async fn next<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
+    within(LIMIT, rx.recv()).await.expect("the sender is alive")
+}
+
+/// Sends a message when dropped: a handler holds one to tell the test it
+/// was dropped.
+pub(crate) struct OnDrop(Option<oneshot::Sender<()>>);
+
+pub(crate) fn on_drop() -> (OnDrop, oneshot::Receiver<()>) {
+    let (tx, rx) = oneshot::channel();
+    (OnDrop(Some(tx)), rx)
+}
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Opens a raw connection to `server` and writes `request` (HTTP/1 bytes).
+pub(crate) async fn raw_request(server: &TestServer, request: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = within(LIMIT, tokio::net::TcpStream::connect(server.addr()))
+        .await
+        .unwrap();
+    within(LIMIT, stream.write_all(request.as_bytes()))
+        .await
+        .unwrap();
+    stream
+}
+
+/// Reads from `stream` until the server closes it, and returns the text.
+pub(crate) async fn read_to_end(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let _ = within(LIMIT, stream.read_to_end(&mut bytes)).await;
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A `GET` of `path` with an empty body, HTTP/1.1, and extra header lines
+/// (each ending in `\r\n`).
+pub(crate) fn get(path: &str, headers: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: test\r\n{headers}\r\n")
+}
+
+/// A full round trip to `path` on a connection of its own: once it is
+/// done, the server's runtime has been through its I/O driver since
+/// anything written before it.
+pub(crate) async fn round_trip(server: &TestServer, path: &str) -> String {
+    let mut stream = raw_request(server, &get(path, "connection: close\r\n")).await;
+    read_to_end(&mut stream).await
+}
