@@ -2,7 +2,7 @@
 
 use crate::fence::Fenced;
 use crate::handle::FenceHandle;
-use crate::reason::{Code, Reason};
+use crate::reason::{Code, Message, Reason};
 use crate::registry::Registry;
 use crate::time::{deadline_after, TimeTrigger};
 use crate::token::Token;
@@ -254,7 +254,8 @@ impl Fencing {
 
     /// Adds any future as a trigger: the fence fires when it completes, for
     /// example when a channel closes or a client goes away. Its output is
-    /// discarded.
+    /// discarded; the reason's message is `"trigger future completed"`
+    /// ([`future_with`](Self::future_with) gives one of your own).
     ///
     /// The future is shared by every fence run from this `Fencing` and its
     /// clones: it is polled once before each fence's body starts (so an
@@ -293,6 +294,43 @@ impl Fencing {
         self.trigger(Box::pin(async move {
             future.await;
             Reason::future(None)
+        }))
+    }
+
+    /// Like [`future`](Self::future), with `message` as the reason's
+    /// message instead of `"trigger future completed"`, so that logs and
+    /// errors say what happened: `"client disconnected"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use tokio::sync::oneshot;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let (hang_up, hung_up) = oneshot::channel::<()>();
+    /// let fencing = Fencing::new()
+    ///     .future_with(hung_up, "client disconnected")
+    ///     .code("client");
+    ///
+    /// drop(hang_up);
+    /// let err = fencing.run(std::future::pending::<()>()).await.unwrap_err();
+    /// assert_eq!(err.to_string(), "cancelled: client: client disconnected");
+    /// assert!(err.is_future());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn future_with<F>(self, future: F, message: impl Into<Message>) -> Self
+    where
+        F: IntoFuture,
+        F::IntoFuture: Send + 'static,
+    {
+        let future = future.into_future();
+        let message = message.into();
+        self.trigger(Box::pin(async move {
+            future.await;
+            Reason::future_with(message)
         }))
     }
 

@@ -82,7 +82,7 @@
 //! | relative timeout | [`Fencing::timeout`], [`on_timeout`] | [`ReasonKind::Timeout`] | `timed out after 5s` |
 //! | absolute deadline | [`Fencing::deadline`], [`on_deadline`] | [`ReasonKind::Deadline`] | `deadline exceeded` |
 //! | token | [`Fencing::token`], [`on_token`] | [`ReasonKind::Token`] | the token's message |
-//! | any future | [`Fencing::future`], [`on_future`] | [`ReasonKind::Future`] | `trigger future completed` |
+//! | any future | [`Fencing::future`], [`on_future`]; [`Fencing::future_with`] | [`ReasonKind::Future`] | `trigger future completed`; the message given |
 //! | a fence handle | [`Fencing::handle`] | [`ReasonKind::Token`] or a time kind | the handle's message, or as for time |
 //! | OS signal (`signal`) | [`Fencing::signal`] | [`ReasonKind::Signal`] | `received SIGTERM` |
 //! | polled condition | [`Fencing::condition`], [`Fencing::condition_async`] | [`ReasonKind::Condition`] | `condition met` |

@@ -300,6 +300,15 @@ impl Reason {
         }
     }
 
+    /// A future trigger's reason with a message of the user's.
+    pub(crate) fn future_with(message: Message) -> Self {
+        Self {
+            kind: ReasonKind::Future,
+            code: None,
+            message: message.0,
+        }
+    }
+
     /// The same reason, reported under the code a trigger was declared with.
     pub(crate) fn with_code(&self, code: Option<&Code>) -> Self {
         Self {
@@ -499,7 +508,8 @@ impl fmt::Display for Reason {
     }
 }
 
-/// The message a [`Token`](crate::Token) is cancelled with.
+/// The message a [`Token`](crate::Token) is cancelled with, or a future
+/// trigger or drop guard fires with.
 ///
 /// Built from a `&'static str` without allocating, or from a `String`.
 ///

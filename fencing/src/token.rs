@@ -316,7 +316,23 @@ impl Token {
     /// assert!(token.is_cancelled());
     /// ```
     pub fn drop_guard(self) -> DropGuard {
-        DropGuard::new(self)
+        DropGuard::dropped(self)
+    }
+
+    /// Like [`drop_guard`](Self::drop_guard), cancelling with `message`
+    /// instead of `"drop guard dropped"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// {
+    ///     let _connection = token.clone().drop_guard_with("client disconnected");
+    /// }
+    /// assert_eq!(token.reason().unwrap().message(), "client disconnected");
+    /// ```
+    pub fn drop_guard_with(self, message: impl Into<Message>) -> DropGuard {
+        DropGuard::new(self, message.into())
     }
 
     /// Like [`drop_guard`](Self::drop_guard), borrowing the token.
@@ -330,7 +346,23 @@ impl Token {
     /// assert!(!token.is_cancelled());
     /// ```
     pub fn drop_guard_ref(&self) -> DropGuardRef<'_> {
-        DropGuardRef::new(self)
+        DropGuardRef::dropped(self)
+    }
+
+    /// Like [`drop_guard_ref`](Self::drop_guard_ref), cancelling with
+    /// `message` instead of `"drop guard dropped"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// {
+    ///     let _request = token.drop_guard_ref_with("handler returned early");
+    /// }
+    /// assert_eq!(token.reason().unwrap().message(), "handler returned early");
+    /// ```
+    pub fn drop_guard_ref_with(&self, message: impl Into<Message>) -> DropGuardRef<'_> {
+        DropGuardRef::new(self, message.into())
     }
 
     /// Test and debugging aid, not covered by semver: the number of live

@@ -623,6 +623,65 @@ async fn future_trigger_fires_when_a_oneshot_closes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn future_trigger_custom_message() {
+    // A future trigger with a message of its own.
+    let (mut tx, rx) = oneshot::channel::<()>();
+    let fencing = Fencing::new()
+        .future_with(async move { tx.closed().await }, "client disconnected")
+        .code("client");
+    let mut task = hand(fencing.clone().run(pending::<()>()));
+    assert_pending!(task.poll());
+    drop(rx);
+    assert!(task.is_woken());
+    let err = assert_ready_err!(task.poll());
+    assert_eq!(err.reason().kind(), ReasonKind::Future);
+    assert_eq!(err.reason().message(), "client disconnected");
+    assert_eq!(err.to_string(), "cancelled: client: client disconnected");
+    assert!(err.cancelled_by("client"));
+    assert_eq!(
+        fencing.clone().cancelled().await.reason().message(),
+        "client disconnected",
+        "every fence of the Fencing sees the same message"
+    );
+
+    // An owned message, built at run time.
+    let peer = "10.0.0.7";
+    let err = Fencing::new()
+        .future_with(async {}, format!("{peer} hung up"))
+        .run(pending::<()>())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason().message(), "10.0.0.7 hung up");
+
+    // Drop guards, owned and borrowed, with messages of their own.
+    let token = Token::new();
+    let mut task = hand(
+        Fencing::new()
+            .token(&token)
+            .code("conn")
+            .run(pending::<()>()),
+    );
+    assert_pending!(task.poll());
+    drop(token.drop_guard_with("client disconnected"));
+    let err = assert_ready_err!(task.poll());
+    assert_eq!(err.reason().message(), "client disconnected");
+    assert!(err.is_token());
+
+    let token = Token::new();
+    drop(token.drop_guard_ref_with("handler returned early"));
+    assert_eq!(token.reason().unwrap().message(), "handler returned early");
+    // Disarmed, a guard with a message cancels nothing.
+    let token = Token::new();
+    let _ = token.clone().drop_guard_with("never").disarm();
+    let _ = token.drop_guard_ref_with("never").disarm();
+    assert!(!token.is_cancelled());
+    // The defaults stay.
+    let token = Token::new();
+    drop(token.drop_guard_ref());
+    assert_eq!(token.reason().unwrap().message(), "drop guard dropped");
+}
+
+#[tokio::test(start_paused = true)]
 async fn future_trigger_shared_by_two_fences_from_clones() {
     let (tx, rx) = oneshot::channel::<()>();
     let fencing = Fencing::new().future(rx).code("gone");

@@ -1,11 +1,17 @@
 //! Guards that cancel a token when they go out of scope.
 
 use super::Token;
+use crate::reason::Message;
+
+/// The message a guard cancels with unless it was given one.
+const DROPPED: &str = "drop guard dropped";
 
 /// Cancels its token when dropped, unless [disarmed](Self::disarm).
 ///
-/// Created by [`Token::drop_guard`]. Useful to tie a token to a scope: when
-/// the scope unwinds or returns early, everything fenced by the token stops.
+/// Created by [`Token::drop_guard`], which cancels with the message `"drop
+/// guard dropped"`, or [`Token::drop_guard_with`], which cancels with a
+/// message of your own. Useful to tie a token to a scope: when the scope
+/// unwinds or returns early, everything fenced by the token stops.
 ///
 /// # Examples
 ///
@@ -19,11 +25,15 @@ use super::Token;
 #[must_use = "the token is cancelled as soon as the guard is dropped"]
 pub struct DropGuard {
     token: Option<Token>,
+    message: Message,
 }
 
 impl DropGuard {
-    pub(super) fn new(token: Token) -> Self {
-        Self { token: Some(token) }
+    pub(super) fn new(token: Token, message: Message) -> Self {
+        Self {
+            token: Some(token),
+            message,
+        }
     }
 
     /// Returns the token without cancelling it.
@@ -42,7 +52,7 @@ impl DropGuard {
 impl Drop for DropGuard {
     fn drop(&mut self) {
         if let Some(token) = &self.token {
-            token.cancel_with("drop guard dropped");
+            token.cancel_with(self.message.clone());
         }
     }
 }
@@ -50,7 +60,8 @@ impl Drop for DropGuard {
 /// Cancels the token it borrows when dropped, unless
 /// [disarmed](Self::disarm).
 ///
-/// Created by [`Token::drop_guard_ref`].
+/// Created by [`Token::drop_guard_ref`] or, with a message of your own,
+/// [`Token::drop_guard_ref_with`].
 ///
 /// # Examples
 ///
@@ -65,11 +76,15 @@ impl Drop for DropGuard {
 #[must_use = "the token is cancelled as soon as the guard is dropped"]
 pub struct DropGuardRef<'a> {
     token: Option<&'a Token>,
+    message: Message,
 }
 
 impl<'a> DropGuardRef<'a> {
-    pub(super) fn new(token: &'a Token) -> Self {
-        Self { token: Some(token) }
+    pub(super) fn new(token: &'a Token, message: Message) -> Self {
+        Self {
+            token: Some(token),
+            message,
+        }
     }
 
     /// Returns the borrowed token without cancelling it.
@@ -89,7 +104,19 @@ impl<'a> DropGuardRef<'a> {
 impl Drop for DropGuardRef<'_> {
     fn drop(&mut self) {
         if let Some(token) = self.token {
-            token.cancel_with("drop guard dropped");
+            token.cancel_with(self.message.clone());
         }
+    }
+}
+
+impl DropGuard {
+    pub(super) fn dropped(token: Token) -> Self {
+        Self::new(token, Message::from(DROPPED))
+    }
+}
+
+impl<'a> DropGuardRef<'a> {
+    pub(super) fn dropped(token: &'a Token) -> Self {
+        Self::new(token, Message::from(DROPPED))
     }
 }
