@@ -260,8 +260,10 @@ impl Fencing {
     /// The future is shared by every fence run from this `Fencing` and its
     /// clones: it is polled once before each fence's body starts (so an
     /// event that already happened stops the body from starting), then
-    /// while some fence is waiting, by one fence at a time; once it has
-    /// completed the trigger stays fired. `is_cancelled` does not poll it:
+    /// while some fence is waiting, by one fence at a time, on whatever
+    /// thread; every fence waiting on it is woken when it fires, whichever
+    /// fence polled it. Once it has completed the trigger stays fired. It is
+    /// polled with no lock of the crate held. `is_cancelled` does not poll it:
     /// it counts as fired once a fence has seen it complete. If it
     /// panics, the panic propagates out of the fence that polled it and the
     /// trigger never fires afterwards.

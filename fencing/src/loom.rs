@@ -1,4 +1,5 @@
-//! The sync types of the token tree engine, from `std` in every build but
+//! The sync types of the token tree engine and of the shared future
+//! trigger (`trigger/future.rs`), from `std` in every build but
 //! the loom models (`RUSTFLAGS="--cfg loom"`, tests only), where they come
 //! from [`loom`](https://docs.rs/loom) so that loom explores every
 //! interleaving of their operations (STYLE rule 19, after tokio-util's

@@ -8,8 +8,11 @@
 mod support;
 
 use fencing::{on_timeout, Fencing, ReasonKind, Token};
-use std::future::pending;
-use std::task::Poll;
+use std::future::{pending, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use support::{codes, fence, hand, latest_instant, Probe};
 use tokio::sync::oneshot;
@@ -729,4 +732,66 @@ async fn future_trigger_shared_by_two_spawned_fences() {
     let (a, b) = (a.await.unwrap(), b.await.unwrap());
     assert!(a.unwrap_err().cancelled_by("client"));
     assert!(b.unwrap_err().cancelled_by("client"));
+}
+
+/// A trigger future whose event happens *during* a poll, after the future
+/// looked: the sender fires (waking the waker the future was polled with),
+/// then another fence is polled while this poll is still running, as on a
+/// second worker thread, before the poll returns pending.
+struct Staged(Arc<Stage>);
+
+#[derive(Default)]
+struct Stage {
+    ready: AtomicBool,
+    during: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Future for Staged {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.ready.load(SeqCst) {
+            return Poll::Ready(());
+        }
+        let during = self.0.during.lock().unwrap().take();
+        if let Some(during) = during {
+            self.0.ready.store(true, SeqCst);
+            cx.waker().wake_by_ref();
+            during();
+        }
+        Poll::Pending
+    }
+}
+
+/// Issue 11, item 1. Two fences share one future trigger: a long one waits
+/// on it; a short one polls it before its body (which is ready at once).
+/// The trigger fires while the short fence is polling it, and the long
+/// fence, woken meanwhile, polls too and finds the trigger busy. The long
+/// fence must be woken again once the short one lets go: nobody else will
+/// poll the trigger.
+#[tokio::test(start_paused = true)]
+async fn shared_trigger_never_loses_a_wake() {
+    let stage = Arc::new(Stage::default());
+    let fencing = Fencing::new().future(Staged(stage.clone())).code("gone");
+    let long = Arc::new(Mutex::new(hand(fencing.clone().run(pending::<()>()))));
+    assert_pending!(long.lock().unwrap().poll());
+
+    let during = long.clone();
+    *stage.during.lock().unwrap() = Some(Box::new(move || {
+        let mut long = during.lock().unwrap();
+        assert!(long.is_woken(), "the event wakes every waiting fence");
+        assert_pending!(long.poll(), "the trigger is being polled elsewhere");
+    }));
+    let mut short = hand(fencing.run(async { 1 }));
+    assert_eq!(assert_ready_ok!(short.poll()), 1, "completion wins");
+    assert!(stage.during.lock().unwrap().is_none(), "the event happened");
+    drop(short);
+
+    let mut long = long.lock().unwrap();
+    assert!(
+        long.is_woken(),
+        "the long fence must be woken again after the short one let go"
+    );
+    let err = assert_ready_err!(long.poll());
+    assert!(err.cancelled_by("gone"));
 }

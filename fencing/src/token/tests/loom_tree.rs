@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Wake, Waker};
 /// `LOOM_MAX_PREEMPTIONS` says otherwise (unbounded runs take hours), and
 /// reports how many executions it explored (seen with `--nocapture`).
 #[track_caller]
-fn model(f: impl Fn() + Sync + Send + 'static) {
+pub(super) fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(2);
