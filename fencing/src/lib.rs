@@ -133,6 +133,14 @@
 //! the same poll are ordered deadline first, then the other triggers in
 //! declaration order. [`Token::cancelled`] is cancel safe.
 //!
+//! Code of yours that the crate calls runs with no lock of the crate held:
+//! a [policy](Fencing::policy), a [condition](Fencing::condition)'s
+//! predicate, a trigger future, an [on-cancel hook](Token::on_cancel), the
+//! predicate of [`Registry::cancel_matching`], and wakers when they are
+//! woken or dropped (they are only cloned under a lock). So each may use the
+//! crate freely: cancel tokens, read or cancel through a registry, drop
+//! fences.
+//!
 //! # Stability
 //!
 //! Not covered by semver: the wording of `Display` output and of built-in

@@ -120,6 +120,10 @@ impl Registry {
     /// Cancels every running operation whose name satisfies `matches`, with
     /// `message`. Returns how many it cancelled.
     ///
+    /// The operations are those running when the call starts. `matches` runs
+    /// with no lock of the crate held, so it may use this registry (`len`,
+    /// `list`, `cancel`), cancel tokens or drop fences.
+    ///
     /// # Examples
     ///
     /// ```
@@ -143,10 +147,16 @@ impl Registry {
         mut matches: impl FnMut(&str) -> bool,
         message: impl Into<Message>,
     ) -> usize {
-        let nodes: Vec<Arc<Node>> = lock(&self.inner.operations)
+        // A snapshot, so that the predicate runs with no lock held: it may
+        // use the registry, and drop registered fences.
+        let running: Vec<(Code, Arc<Node>)> = lock(&self.inner.operations)
             .values()
-            .filter(|entry| matches(entry.name.as_str()))
-            .map(|entry| Arc::clone(&entry.node))
+            .map(|entry| (entry.name.clone(), Arc::clone(&entry.node)))
+            .collect();
+        let nodes: Vec<Arc<Node>> = running
+            .into_iter()
+            .filter(|(name, _)| matches(name.as_str()))
+            .map(|(_, node)| node)
             .collect();
         let reason = Reason::token(message).with_code(Some(&CODE.into()));
         nodes

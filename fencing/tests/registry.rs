@@ -157,3 +157,56 @@ async fn registry_unregistered_fences_do_not_appear() {
     assert!(registry.is_empty());
     assert!(format!("{registry:?}").contains("running: 0"));
 }
+
+/// Issue 11, item 4: the predicate of `cancel_matching` runs outside the
+/// registry's lock, so it may use the registry (`len`, `list`, `cancel`) and
+/// drop a registered fence. Run on a thread of its own and bounded: on a
+/// deadlock the test fails after 10 s instead of hanging.
+#[test]
+fn registry_predicate_may_reenter() {
+    use std::sync::mpsc;
+    let registry = Registry::new();
+    let fencing = |name| Fencing::new().register(&registry, name);
+    let mut a = task::spawn(fencing("a").run(pending::<()>()));
+    let mut b = task::spawn(fencing("b").run(pending::<()>()));
+    let mut gone = task::spawn(fencing("gone").run(pending::<()>()));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    assert_pending!(gone.poll());
+    let b_id = registry.list()[1].id();
+    assert_eq!(registry.list()[1].name(), "b");
+
+    let (done, finished) = mpsc::channel();
+    let inner = registry.clone();
+    std::thread::spawn(move || {
+        let mut gone = Some(gone);
+        let mut seen = Vec::new();
+        let cancelled = inner.cancel_matching(
+            |name| {
+                seen.push((name.to_owned(), inner.len(), inner.list().len()));
+                if name == "a" {
+                    assert!(inner.cancel(b_id, "from the predicate"));
+                    // A registered fence dropped here leaves the registry.
+                    drop(gone.take());
+                }
+                name == "a"
+            },
+            "maintenance",
+        );
+        done.send((cancelled, seen)).unwrap();
+    });
+    let Ok((cancelled, seen)) = finished.recv_timeout(Duration::from_secs(10)) else {
+        // The thread is stuck holding the registry's lock: the fences would
+        // block on it when dropped, so leak them.
+        std::mem::forget((a, b));
+        panic!("cancel_matching did not return: its predicate cannot use the registry");
+    };
+    assert_eq!(cancelled, 1, "a, by the predicate's verdict");
+    assert_eq!(seen[0], ("a".to_owned(), 3, 3));
+    assert_eq!(registry.len(), 2, "gone left when it was dropped");
+    let err = assert_ready!(a.poll()).unwrap_err();
+    assert_eq!(err.reason().message(), "maintenance");
+    let err = assert_ready!(b.poll()).unwrap_err();
+    assert_eq!(err.reason().message(), "from the predicate");
+    assert!(registry.is_empty());
+}
