@@ -484,20 +484,18 @@ impl Armed {
         }
     }
 
-    /// Between two items of a fenced stream that is always ready: records
-    /// what fired without registering anything. Returns `true` if any
-    /// trigger has fired.
+    /// Between two items of a fenced stream: records what fired and
+    /// returns whether the stream must be dropped now, as `must_drop` does
+    /// for a pending body, protection guards and grace periods included.
+    /// Time is read from the clock: a stream that is always ready never lets
+    /// the runtime turn its timer driver, so its timer may lag behind.
     #[cfg(feature = "stream")]
-    fn fired_between(&mut self, timer: &Timer) -> bool {
-        let passed = match timer {
-            Timer::Armed { .. } => self.timer_elapsed(timer),
-            Timer::Idle => self
-                .fencing
-                .time()
-                .is_some_and(|time| time.has_passed(Instant::now())),
-        };
+    fn between_items(&mut self, cx: &mut Context<'_>, timer: Pin<&mut Timer>) -> bool {
+        let now = Instant::now();
+        let passed =
+            !self.deadline_fired && self.fencing.time().is_some_and(|time| time.has_passed(now));
         self.record(passed);
-        !self.reasons.is_empty()
+        self.must_drop(cx, timer, Some(now))
     }
 
     /// Moves a fresh fence to running. Returns `true` if a trigger had fired

@@ -4,7 +4,7 @@
 
 use fencing::{current, Fencing, Token};
 use futures_core::Stream;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -185,4 +185,207 @@ async fn fenced_stream_polls_run_with_the_fencing_as_context() {
     let at = fencing.effective_deadline();
     let mut items = pin!(fencing.stream(Reads));
     assert_eq!(next(&mut items).await, Some(at));
+}
+
+/// Moves the paused clock by `d` without letting the runtime turn its
+/// driver: `advance` moves the clock on its first poll, then yields. Timers
+/// see the new time only when the driver next runs, as on a real clock
+/// while a task never yields.
+fn jump(d: Duration) {
+    let mut advance = pin!(tokio::time::advance(d));
+    let waker = futures_test::task::noop_waker();
+    let _ = advance.as_mut().poll(&mut Context::from_waker(&waker));
+}
+
+/// A stream that runs a script: each poll takes the next step.
+struct Script {
+    steps: std::vec::IntoIter<Step>,
+    guard: Option<fencing::ProtectGuard>,
+    dropped: Arc<AtomicBool>,
+}
+
+enum Step {
+    /// Takes a protection guard and yields the item.
+    Protect(u32),
+    /// Drops the guard and yields the item.
+    Release(u32),
+    Item(u32),
+    Pending,
+}
+
+impl Stream for Script {
+    type Item = u32;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<u32>> {
+        match self.steps.next() {
+            Some(Step::Protect(item)) => {
+                self.guard = Some(fencing::protect());
+                Poll::Ready(Some(item))
+            }
+            Some(Step::Release(item)) => {
+                self.guard = None;
+                Poll::Ready(Some(item))
+            }
+            Some(Step::Item(item)) => Poll::Ready(Some(item)),
+            Some(Step::Pending) => Poll::Pending,
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+fn script(steps: Vec<Step>) -> (Script, Arc<AtomicBool>) {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let script = Script {
+        steps: steps.into_iter(),
+        guard: None,
+        dropped: dropped.clone(),
+    };
+    (script, dropped)
+}
+
+/// Issue 11, item 2 (rule 17): a guard taken by the stream defers the drop,
+/// between items and while pending alike; the stream is dropped at the
+/// first poll after the guard goes.
+#[tokio::test(start_paused = true)]
+async fn stream_protect_defers_drop() {
+    let stop = Token::new();
+    let (inner, dropped) = script(vec![
+        Step::Protect(1),
+        Step::Item(2),
+        Step::Pending,
+        Step::Release(3),
+        Step::Item(4),
+    ]);
+    let mut items = pin!(Fencing::new().token(&stop).code("stop").stream(inner));
+    let waker = futures_test::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+
+    assert_eq!(items.as_mut().poll_next(&mut cx), Poll::Ready(Some(1)));
+    stop.cancel();
+    assert_eq!(
+        items.as_mut().poll_next(&mut cx),
+        Poll::Ready(Some(2)),
+        "a guard is alive: not dropped between items"
+    );
+    assert!(
+        items.as_mut().poll_next(&mut cx).is_pending(),
+        "nor while pending"
+    );
+    assert!(!dropped.load(Ordering::SeqCst));
+    assert_eq!(
+        items.as_mut().poll_next(&mut cx),
+        Poll::Ready(Some(3)),
+        "the item that releases the guard is delivered"
+    );
+    assert_eq!(items.as_mut().poll_next(&mut cx), Poll::Ready(None));
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "dropped once the guard went"
+    );
+    assert_eq!(items.delivered(), 3);
+    assert!(items.is_interrupted());
+    assert!(items.cancelled_by("stop"));
+}
+
+/// Issue 11, item 2 (rule 18): with a grace period the stream is told
+/// (`current().is_cancelled()` in its polls) and may end by itself; if it
+/// runs on, it is dropped when the grace period ends.
+#[tokio::test(start_paused = true)]
+async fn stream_grace_is_cooperative() {
+    /// Yields whether its context is cancelled; ends after the second time
+    /// it sees it, unless `stubborn`.
+    struct Told {
+        seen: usize,
+        stubborn: bool,
+    }
+    impl Stream for Told {
+        type Item = bool;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<bool>> {
+            let told = current().is_cancelled();
+            self.seen += usize::from(told);
+            if self.seen > 1 && !self.stubborn {
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(told))
+        }
+    }
+
+    let stop = Token::new();
+    let fencing = Fencing::new()
+        .token(&stop)
+        .code("stop")
+        .grace(Duration::from_secs(10));
+    let mut items = pin!(fencing.clone().stream(Told {
+        seen: 0,
+        stubborn: false
+    }));
+    assert_eq!(next(&mut items).await, Some(false));
+    stop.cancel();
+    assert_eq!(next(&mut items).await, Some(true), "told, not dropped");
+    assert_eq!(next(&mut items).await, None, "and it ends by itself");
+    assert!(!items.is_interrupted());
+    assert!(items.is_cancelled() && items.cancelled_by("stop"));
+    assert_eq!(items.delivered(), 2);
+
+    // A stream that runs on is dropped when the grace period ends.
+    let stop = Token::new();
+    let mut items = pin!(Fencing::new()
+        .token(&stop)
+        .code("stop")
+        .grace(Duration::from_secs(10))
+        .stream(Told {
+            seen: 0,
+            stubborn: true
+        }));
+    assert_eq!(next(&mut items).await, Some(false));
+    stop.cancel();
+    for _ in 0..5 {
+        assert_eq!(next(&mut items).await, Some(true));
+        jump(Duration::from_millis(1_999));
+    }
+    assert_eq!(next(&mut items).await, Some(true), "at 9.995 s");
+    jump(Duration::from_millis(5));
+    assert_eq!(next(&mut items).await, None, "dropped at 10 s");
+    assert!(items.is_interrupted());
+    assert_eq!(items.delivered(), 7);
+}
+
+/// Issue 11, item 3: a stream that was pending once (so the fence armed its
+/// timer) and is then always ready stops at its deadline, although the
+/// runtime never turns its timer driver meanwhile.
+#[tokio::test(start_paused = true)]
+async fn stream_ready_after_pending_stops_at_deadline() {
+    let mut steps = vec![Step::Pending];
+    steps.extend((0..100).map(Step::Item));
+    let (inner, dropped) = script(steps);
+    let mut items = pin!(Fencing::new()
+        .timeout(Duration::from_millis(20))
+        .code("budget")
+        .stream(inner));
+    let waker = futures_test::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(
+        items.as_mut().poll_next(&mut cx).is_pending(),
+        "timer armed"
+    );
+
+    let mut delivered = 0;
+    while let Poll::Ready(Some(_)) = items.as_mut().poll_next(&mut cx) {
+        delivered += 1;
+        // Each item takes 1 ms of the clock.
+        jump(Duration::from_millis(1));
+    }
+    assert_eq!(
+        delivered, 20,
+        "a 20 ms budget at 1 ms an item: {delivered} items delivered"
+    );
+    assert!(dropped.load(Ordering::SeqCst));
+    assert!(items.is_interrupted());
+    assert!(items.cancelled_by("budget"));
 }

@@ -21,9 +21,17 @@ pin_project! {
     /// those of [`Fenced`](crate::Fenced), item by item: a stream whose
     /// trigger fired before its first poll is never polled; an item that is
     /// ready is delivered even if a trigger fired in the same poll; before
-    /// each later item the triggers are checked, so a stream that is always
-    /// ready stops too. The inner stream's polls run with the `Fencing` as
-    /// their context.
+    /// each later item the triggers are checked, and the deadline against
+    /// tokio's clock, so a stream that is always ready stops on time too.
+    /// The inner stream's polls run with the `Fencing` as their context.
+    ///
+    /// [Protection guards](crate::protect) and grace periods
+    /// ([`Fencing::grace`], [`Fencing::grace_for`]) hold for streams as for
+    /// fences: while a guard taken in the stream's polls is alive, the
+    /// stream is not dropped (items keep flowing, and it is dropped at the
+    /// first poll after the guard goes); during a grace period the stream
+    /// sees `current().is_cancelled()` and may end by itself, and it is
+    /// dropped at the first poll after the grace period ends.
     ///
     /// # Examples
     ///
@@ -189,9 +197,7 @@ impl<S: Stream> Stream for FencedStream<S> {
             return Poll::Ready(None);
         }
         let started = this.armed.state == State::Running;
-        if this.armed.start()
-            || (started && this.armed.fired_between(this.timer.as_ref().get_ref()))
-        {
+        if this.armed.start() || (started && this.armed.between_items(cx, this.timer.as_mut())) {
             this.stream.set(Inner::Gone);
             this.armed.interrupt(this.timer);
             return Poll::Ready(None);
