@@ -60,9 +60,14 @@
 //!
 //! # Resident set
 //!
-//! A warm-up pass (5% of N, at least two batches) runs first on the same
-//! runtime, which stays up until the end; `VmRSS` after it is the baseline.
-//! After the N fences, `VmRSS` must be within 5% of it. Most of it is one
+//! A warm-up pass (10% of N, at least four batches) runs first on the same
+//! runtime, which stays up until the end. `VmRSS` is sampled after every
+//! batch, when the batch's fences are gone. The baseline is the median of
+//! the samples of the warm-up's second half; after the N fences, the median
+//! of the samples of the run's last batches (its second half, at least
+//! three) must be within 5% of it. Medians measure growth, not where one
+//! sample happened to fall in glibc's cycle of keeping and returning freed
+//! memory (two single samples differed by 18% with no leak). Most of it is one
 //! batch's worth of freed memory that glibc keeps; the slow growth seen
 //! over millions of fences (+3% at 1M, +4% at 5M, flattening) is glibc
 //! arena fragmentation, not a leak: with
@@ -722,14 +727,16 @@ async fn batch(env: &Env, number: usize, n: usize, stats: &mut Stats) {
 }
 
 /// Runs `n` fences in batches, numbering batches from `first_batch`.
-/// Returns the number of batches run.
-async fn pass(env: &Env, first_batch: usize, n: usize, stats: &mut Stats, label: &str) -> usize {
+/// Returns `VmRSS` after each batch, one sample per batch run.
+async fn pass(env: &Env, first_batch: usize, n: usize, stats: &mut Stats, label: &str) -> Vec<u64> {
     let start = StdInstant::now();
     let batches = n.div_ceil(BATCH);
     let report_every = (batches / 10).max(1);
+    let mut samples = Vec::with_capacity(batches);
     for b in 0..batches {
         let size = BATCH.min(n - b * BATCH);
         batch(env, first_batch + b, size, stats).await;
+        samples.push(status_kib("VmRSS"));
         if (b + 1) % report_every == 0 && b + 1 < batches {
             println!(
                 "  {label}: {:>9} fences, {:>6.1} s, rss {:.1} MiB, violations {}",
@@ -740,7 +747,14 @@ async fn pass(env: &Env, first_batch: usize, n: usize, stats: &mut Stats, label:
             );
         }
     }
-    batches
+    samples
+}
+
+/// The median of the last `count` samples (of all, if there are fewer).
+fn median_of_last(samples: &[u64], count: usize) -> u64 {
+    let mut last = samples[samples.len().saturating_sub(count)..].to_vec();
+    last.sort_unstable();
+    last[last.len() / 2]
 }
 
 fn print_stats(label: &str, stats: &Stats, elapsed: Duration) {
@@ -801,7 +815,7 @@ fn main() -> ExitCode {
     if n == 0 || args.next().is_some() {
         usage();
     }
-    let warmup = (n / 20).max(2 * BATCH.min(n));
+    let warmup = (n / 10).max(4 * BATCH.min(n));
 
     // Bodies panic on purpose; keep other panics loud.
     let default_hook = std::panic::take_hook();
@@ -837,18 +851,24 @@ fn main() -> ExitCode {
 
     let mut warm = Stats::default();
     let start = StdInstant::now();
-    let warm_batches = rt.block_on(pass(&env, 0, warmup, &mut warm, "warm-up"));
+    let warm_samples = rt.block_on(pass(&env, 0, warmup, &mut warm, "warm-up"));
     print_stats("warm-up", &warm, start.elapsed());
-    let rss_baseline = status_kib("VmRSS");
-    println!("warm-up: rss {:.1} MiB", mib(rss_baseline));
+    let warm_batches = warm_samples.len();
+    let rss_baseline = median_of_last(&warm_samples, warm_batches / 2);
+    println!(
+        "warm-up: rss median of the last {} batches {:.1} MiB",
+        warm_batches / 2,
+        mib(rss_baseline)
+    );
 
     let mut main = Stats::default();
     let start = StdInstant::now();
-    rt.block_on(pass(&env, warm_batches, n, &mut main, "run"));
+    let run_samples = rt.block_on(pass(&env, warm_batches, n, &mut main, "run"));
     let elapsed = start.elapsed();
     print_stats("run", &main, elapsed);
     let live_before_shutdown = fencing::__live_counts();
-    let rss_after = status_kib("VmRSS");
+    let after_count = (run_samples.len() / 2).max(3);
+    let rss_after = median_of_last(&run_samples, after_count);
     let hwm = status_kib("VmHWM");
 
     drop(rt);
@@ -864,7 +884,7 @@ fn main() -> ExitCode {
 
     let ratio = rss_after as f64 / rss_baseline as f64 - 1.0;
     println!(
-        "soak: rss baseline {:.1} MiB, after {:.1} MiB ({:+.2}%), high-water {:.1} MiB",
+        "soak: rss median baseline {:.1} MiB, after {:.1} MiB ({:+.2}%), high-water {:.1} MiB",
         mib(rss_baseline),
         mib(rss_after),
         ratio * 100.0,
