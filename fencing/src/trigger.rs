@@ -81,11 +81,16 @@ impl Trigger {
 
 /// The non-time triggers of a `Fencing`, in declaration order. One trigger,
 /// the common case, is stored inline so declaring it allocates nothing.
+///
+/// More are shared behind one `Arc` between clones. A builder step on a
+/// `Fencing` that shares its list with no clone pushes in place (amortised
+/// O(1)); the first step after a clone copies the list once, so a clone is
+/// never changed by what is derived from it.
 #[derive(Clone)]
 pub(crate) enum Triggers {
     Empty,
     One(Trigger),
-    Many(Arc<[Trigger]>),
+    Many(Arc<Vec<Trigger>>),
 }
 
 impl Triggers {
@@ -100,17 +105,16 @@ impl Triggers {
 
     #[inline]
     pub(crate) fn push(&mut self, trigger: Trigger) {
-        *self = match std::mem::replace(self, Self::Empty) {
-            Self::Empty => Self::One(trigger),
-            Self::One(first) => Self::Many(Arc::from([first, trigger])),
-            Self::Many(triggers) => Self::Many(
-                triggers
-                    .iter()
-                    .cloned()
-                    .chain(std::iter::once(trigger))
-                    .collect(),
-            ),
-        };
+        match self {
+            Self::Empty => *self = Self::One(trigger),
+            Self::One(_) => {
+                let Self::One(first) = std::mem::replace(self, Self::Empty) else {
+                    unreachable!("matched above");
+                };
+                *self = Self::Many(Arc::new(vec![first, trigger]));
+            }
+            Self::Many(triggers) => Arc::make_mut(triggers).push(trigger),
+        }
     }
 
     /// Sets the code of the last trigger.
@@ -120,11 +124,9 @@ impl Triggers {
             Self::Empty => {}
             Self::One(trigger) => trigger.code = Some(code),
             Self::Many(triggers) => {
-                let mut owned: Vec<Trigger> = triggers.to_vec();
-                if let Some(last) = owned.last_mut() {
+                if let Some(last) = Arc::make_mut(triggers).last_mut() {
                     last.code = Some(code);
                 }
-                *triggers = owned.into();
             }
         }
     }
