@@ -90,6 +90,9 @@ pin_project! {
     /// Polling panics if the fence has a deadline, the body returns pending,
     /// and no tokio runtime with the time driver is running (as
     /// [`tokio::time::sleep`] does); and if polled again after it completed.
+    /// The timer is set on the runtime of the poll that first needs it: a
+    /// fence polled on another runtime after that one was shut down panics
+    /// too (tokio: "… it is being shutdown"), as a moved `Sleep` would.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Fenced<F> {
         #[pin]

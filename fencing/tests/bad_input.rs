@@ -1253,6 +1253,48 @@ fn bad_input_deadline_fence_polled_without_runtime() {
     );
 }
 
+/// A fence armed on runtime A (its timer set on A's driver) and polled on
+/// runtime B after A was dropped panics with tokio's message, as a
+/// `tokio::time::Sleep` would: its timer went with A. A fence with no timer
+/// moves freely.
+#[test]
+fn bad_input_fence_polled_on_another_runtime_after_its_own_shut_down() {
+    let token = Token::new();
+    let mut timed = Box::pin(
+        Fencing::new()
+            .timeout(Duration::from_secs(60))
+            .token(&token)
+            .run(pending::<()>()),
+    );
+    let mut untimed = Box::pin(on_token(&token).run(pending::<()>()));
+    let a = Builder::new_current_thread().enable_time().build().unwrap();
+    a.block_on(poll_fn(|cx| {
+        assert!(
+            timed.as_mut().poll(cx).is_pending(),
+            "its timer is set on A"
+        );
+        assert!(untimed.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    }));
+    drop(a);
+
+    let b = Builder::new_current_thread().enable_time().build().unwrap();
+    let payload = panic::catch_unwind(AssertUnwindSafe(|| {
+        b.block_on(poll_fn(|cx| timed.as_mut().poll(cx)))
+    }))
+    .unwrap_err();
+    assert!(
+        panic_text(&*payload).contains("being shutdown"),
+        "{}",
+        panic_text(&*payload)
+    );
+    drop(timed); // dropping it afterwards is harmless
+
+    token.cancel_with("moved");
+    let err = b.block_on(untimed).unwrap_err();
+    assert_eq!(err.reason().message(), "moved");
+}
+
 #[cfg(feature = "rt")]
 #[test]
 fn bad_input_shielded_after_its_runtime_shut_down() {
