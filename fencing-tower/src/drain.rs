@@ -7,9 +7,10 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::task::task_tracker::{TaskTracker, TaskTrackerToken, TaskTrackerWaitFuture};
 
 /// The shutdown of a server: one call tells every live request, waits for
@@ -73,6 +74,8 @@ pub struct Drain {
 
 struct Inner {
     token: Token,
+    /// When the drain began.
+    began: OnceLock<Instant>,
     tracker: TaskTracker,
     grace: Duration,
     finished: AtomicUsize,
@@ -98,6 +101,7 @@ impl Drain {
         Self {
             inner: Arc::new(Inner {
                 token: Token::new(),
+                began: OnceLock::new(),
                 tracker: TaskTracker::new(),
                 grace,
                 finished: AtomicUsize::new(0),
@@ -194,12 +198,19 @@ impl Drain {
     /// The drain has begun as soon as this is called; dropping the future
     /// only stops waiting.
     pub fn shutdown(&self) -> DrainFuture<'_> {
+        self.inner.began.get_or_init(Instant::now);
         self.inner.token.cancel_with("server shutting down");
         self.inner.tracker.close();
         DrainFuture {
             wait: self.inner.tracker.wait(),
             drain: self,
         }
+    }
+
+    /// The end of the grace period, once the drain began (`None` before, or
+    /// if the grace period overflows the clock).
+    pub(crate) fn grace_end(&self) -> Option<Instant> {
+        self.inner.began.get()?.checked_add(self.inner.grace)
     }
 
     /// The triggers every request gets from the drain.

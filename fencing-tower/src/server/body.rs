@@ -1,16 +1,17 @@
 //! The request and response bodies of [`Fence`](super::Fence).
 
 use super::Shared;
+use crate::drain::{Drain, Draining};
 use crate::status::Stage;
 use crate::BoxError;
-use fencing::FencedStream;
-use futures_core::Stream;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use tokio::time::{Instant, Sleep};
 
 /// What the inner service receives as the request body: the body as it
 /// came ([`Plain`], the default), or one watched so that a deadline that
@@ -290,11 +291,25 @@ pin_project! {
     enum Kind<B> {
         Fenced {
             #[pin]
-            frames: FencedStream<Frames<B>>,
-            watch: Option<BodyWatch>,
+            body: B,
+            #[pin]
+            timer: Timer,
+            watch: BodyWatch,
+            #[pin]
+            draining: Option<Draining>,
             ended: bool,
         },
         Empty,
+    }
+}
+
+pin_project! {
+    /// Armed only once the body has returned pending, for the end it may
+    /// not stream past.
+    #[project = TimerProj]
+    enum Timer {
+        Idle,
+        Armed { #[pin] sleep: Sleep },
     }
 }
 
@@ -313,12 +328,6 @@ impl Drop for BodyWatch {
     }
 }
 
-fn disarm(watch: &mut Option<BodyWatch>) {
-    if let Some(mut watch) = watch.take() {
-        watch.armed = false;
-    }
-}
-
 impl<B> ResponseBody<B> {
     pub(crate) fn empty() -> Self {
         Self { kind: Kind::Empty }
@@ -330,14 +339,32 @@ impl<B: Body> ResponseBody<B> {
         // A body that is complete already is never polled, and its drop is
         // no disconnect.
         let armed = !body.is_end_stream();
-        let frames = shared.fencing().clone().stream(Frames::new(body));
+        let draining = shared
+            .drain()
+            .filter(|drain| !drain.is_draining())
+            .map(Drain::draining);
         Self {
             kind: Kind::Fenced {
-                frames,
-                watch: Some(BodyWatch { shared, armed }),
+                body,
+                timer: Timer::Idle,
+                watch: BodyWatch { shared, armed },
+                draining,
                 ended: false,
             },
         }
+    }
+}
+
+const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// The instant a response body may not stream past: the request's
+/// deadline, or the end of the drain's grace period once it began.
+fn end_of(shared: &Shared) -> Option<Instant> {
+    let deadline = shared.fencing().effective_deadline();
+    let drained = shared.drain().and_then(Drain::grace_end);
+    match (deadline, drained) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -353,8 +380,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
         let KindProj::Fenced {
-            mut frames,
+            mut body,
+            mut timer,
             watch,
+            mut draining,
             ended,
         } = self.project().kind.project()
         else {
@@ -363,38 +392,85 @@ where
         if *ended {
             return Poll::Ready(None);
         }
-        let frame = ready!(frames.as_mut().poll_next(cx));
-        match frame {
-            Some(Ok(frame)) => {
-                if frames.get_ref().map_or(true, |f| f.body.is_end_stream()) {
+        let shared = &*watch.shared;
+        let end = end_of(shared);
+        // Checked before each frame, so a body that is always ready stops
+        // too; the clock is read only when there is an end to reach.
+        let passed = |end: Option<Instant>| end.is_some_and(|end| end <= Instant::now());
+        if !passed(end) {
+            // Completion wins: a frame that is ready is delivered.
+            let frame = shared.fencing().in_scope(|| body.as_mut().poll_frame(cx));
+            match frame {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if body.is_end_stream() {
+                        // Complete: hyper may drop it without polling again.
+                        watch.armed = false;
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(err))) => {
                     *ended = true;
-                    disarm(watch);
+                    watch.armed = false;
+                    return Poll::Ready(Some(Err(err.into())));
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(err)) => {
-                *ended = true;
-                disarm(watch);
-                Poll::Ready(Some(Err(err.into())))
-            }
-            None => {
-                *ended = true;
-                let cancelled = frames.cancelled();
-                if let (Some(cancelled), Some(watch)) = (&cancelled, watch.as_ref()) {
-                    watch.shared.report(cancelled, Stage::ResponseBody, None);
+                Poll::Ready(None) => {
+                    *ended = true;
+                    watch.armed = false;
+                    return Poll::Ready(None);
                 }
-                disarm(watch);
-                Poll::Ready(cancelled.map(|cancelled| Err(cancelled.into())))
+                Poll::Pending => {}
             }
+            // Woken when the drain begins: its grace period may end first.
+            if let Some(wait) = draining.as_mut().as_pin_mut() {
+                if wait.poll(cx).is_ready() {
+                    draining.set(None);
+                }
+            }
+            let Some(end) = end_of(shared) else {
+                return Poll::Pending;
+            };
+            loop {
+                // A far end is reached in steps of at most a year: the
+                // timer is set again when it fires short of it.
+                let now = Instant::now();
+                if end <= now {
+                    break;
+                }
+                let target = now.checked_add(YEAR).map_or(end, |step| step.min(end));
+                match timer.as_mut().project() {
+                    TimerProj::Armed { sleep } if sleep.deadline() != target => sleep.reset(target),
+                    TimerProj::Armed { .. } => {}
+                    TimerProj::Idle => timer.set(Timer::Armed {
+                        sleep: tokio::time::sleep_until(target),
+                    }),
+                }
+                let TimerProj::Armed { sleep } = timer.as_mut().project() else {
+                    unreachable!("armed just above");
+                };
+                if sleep.poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+        // Cut short: the stream ends with the reasons that fired.
+        *ended = true;
+        watch.armed = false;
+        match shared.fencing().check() {
+            Err(cancelled) => {
+                shared.report(&cancelled, Stage::ResponseBody, None);
+                Poll::Ready(Some(Err(cancelled.into())))
+            }
+            // Unreachable: the end is a deadline that passed or a drain that
+            // began, both of which `check` sees.
+            Ok(()) => Poll::Ready(Some(Err(Box::new(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            ))))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            // Once the inner body is gone, an error is still to come.
-            Kind::Fenced { frames, ended, .. } => {
-                *ended || frames.get_ref().is_some_and(|f| f.body.is_end_stream())
-            }
+            Kind::Fenced { body, ended, .. } => *ended || body.is_end_stream(),
             Kind::Empty => true,
         }
     }
@@ -402,12 +478,8 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Fenced {
-                frames,
-                ended: false,
-                ..
-            } => frames
-                .get_ref()
-                .map_or_else(SizeHint::default, |f| f.body.size_hint()),
+                body, ended: false, ..
+            } => body.size_hint(),
             Kind::Fenced { .. } | Kind::Empty => SizeHint::with_exact(0),
         }
     }
@@ -417,39 +489,9 @@ impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("ResponseBody");
         match &self.kind {
-            Kind::Fenced { frames, ended, .. } => {
-                debug.field("fence", frames).field("ended", ended)
-            }
+            Kind::Fenced { ended, .. } => debug.field("ended", ended),
             Kind::Empty => debug.field("empty", &true),
         };
         debug.finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    /// A body as the stream of its frames, for a `FencedStream`.
-    pub(crate) struct Frames<B> {
-        #[pin]
-        body: B,
-    }
-}
-
-impl<B> Frames<B> {
-    fn new(body: B) -> Self {
-        Self { body }
-    }
-}
-
-impl<B: Body> Stream for Frames<B> {
-    type Item = Result<Frame<B::Data>, B::Error>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.project().body.poll_frame(cx)
-    }
-}
-
-impl<B> fmt::Debug for Frames<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Frames").finish_non_exhaustive()
     }
 }

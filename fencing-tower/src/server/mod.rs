@@ -494,6 +494,10 @@ impl Shared {
         &self.fencing
     }
 
+    pub(crate) fn drain(&self) -> Option<&Drain> {
+        self.config.drain.as_ref()
+    }
+
     pub(crate) fn stage(&self) -> Stage {
         if self.reading.load(Ordering::Relaxed) {
             Stage::RequestBody
