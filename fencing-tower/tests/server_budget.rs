@@ -62,7 +62,7 @@ async fn reporting_server(
 
 async fn status_of(server: &TestServer, headers: &str) -> String {
     let mut client = raw_request(
-        server,
+        server.addr(),
         &get("/", &format!("{headers}connection: close\r\n")),
     )
     .await;

@@ -97,7 +97,7 @@ async fn assert_dropped_as_disconnect(
 #[tokio::test]
 async fn disconnect_http1_fin() {
     let (server, mut reported, mut started) = hanging_server().await;
-    let client = raw_request(&server, &get("/work", "")).await;
+    let client = raw_request(server.addr(), &get("/work", "")).await;
     let dropped = next(&mut started).await;
 
     drop(client); // close: a FIN
@@ -107,7 +107,7 @@ async fn disconnect_http1_fin() {
 #[tokio::test]
 async fn disconnect_http1_rst() {
     let (server, mut reported, mut started) = hanging_server().await;
-    let client = raw_request(&server, &get("/work", "")).await;
+    let client = raw_request(server.addr(), &get("/work", "")).await;
     let dropped = next(&mut started).await;
 
     client.set_zero_linger().unwrap();
@@ -118,7 +118,7 @@ async fn disconnect_http1_rst() {
 #[tokio::test]
 async fn half_close_counts_as_disconnect() {
     let (server, mut reported, mut started) = hanging_server().await;
-    let mut client = raw_request(&server, &get("/work", "")).await;
+    let mut client = raw_request(server.addr(), &get("/work", "")).await;
     let dropped = next(&mut started).await;
 
     // The client stops writing but still reads: hyper's default
@@ -240,7 +240,7 @@ async fn half_an_upload(server: &TestServer) {
     // hyper waits for the rest, and reads the socket only when the handler
     // asks for it.
     let post = "POST /upload HTTP/1.1\r\nhost: test\r\ncontent-length: 10\r\n\r\nhello";
-    drop(raw_request(server, post).await);
+    drop(raw_request(server.addr(), post).await);
     // Another request, start to end, on a connection of its own: the
     // server's runtime has since been through the readiness of the closed
     // socket.
@@ -344,7 +344,7 @@ async fn detach_commit_completes() {
         .on_cancel(hook);
     let server = serve(ServiceBuilder::new().layer(layer).service(handler)).await;
 
-    let client = raw_request(&server, &get("/work", "")).await;
+    let client = raw_request(server.addr(), &get("/work", "")).await;
     let (committed, dropped) = next(&mut started).await;
     drop(client);
 
@@ -387,7 +387,7 @@ async fn grace_then_drop() {
         .on_cancel(hook);
     let server = serve(ServiceBuilder::new().layer(layer).service(handler)).await;
 
-    let client = raw_request(&server, &get("/work", "")).await;
+    let client = raw_request(server.addr(), &get("/work", "")).await;
     let (told, dropped) = next(&mut started).await;
     drop(client);
 
@@ -494,7 +494,7 @@ async fn limited(limit_inside: bool) -> Limited {
 
 /// `/a` starts, its client goes away, and its handler is told.
 async fn a_started_then_its_client_left(limited: &mut Limited) {
-    let client = raw_request(&limited.server, &get("/a", "")).await;
+    let client = raw_request(limited.server.addr(), &get("/a", "")).await;
     next(&mut limited.a_started).await;
     drop(client);
     assert_eq!(next(&mut limited.a_told).await, [CLIENT_DISCONNECTED]);
@@ -505,7 +505,7 @@ async fn limit_inside_spawn_holds_permit() {
     let mut limited = limited(true).await;
     a_started_then_its_client_left(&mut limited).await;
 
-    let mut b = raw_request(&limited.server, &get("/b", "connection: close\r\n")).await;
+    let mut b = raw_request(limited.server.addr(), &get("/b", "connection: close\r\n")).await;
     assert_eq!(next(&mut limited.arrived).await, "/a");
     assert_eq!(next(&mut limited.arrived).await, "/b");
     // Had `/b` got a permit, its handler would run in these turns.
@@ -528,7 +528,7 @@ async fn limit_outside_spawn_is_bypassed() {
 
     // The permit went with `/a`'s future: `/b` runs while `/a`'s handler
     // still does, two handlers under a limit of one.
-    let mut b = raw_request(&limited.server, &get("/b", "connection: close\r\n")).await;
+    let mut b = raw_request(limited.server.addr(), &get("/b", "connection: close\r\n")).await;
     let a_finished_first = next(&mut limited.b_started).await;
     assert!(!a_finished_first, "`/b` ran beside `/a`'s detached handler");
     assert!(read_to_end(&mut b).await.starts_with("HTTP/1.1 200"));
@@ -588,7 +588,7 @@ async fn handler_panic_after_disconnect_is_logged() {
     });
     let server = serve(ServiceBuilder::new().layer(layer).service(handler)).await;
 
-    let client = raw_request(&server, &get("/work", "")).await;
+    let client = raw_request(server.addr(), &get("/work", "")).await;
     let dropped = next(&mut started).await;
     drop(client);
     within(LIMIT, dropped).await.expect("the handler unwound");

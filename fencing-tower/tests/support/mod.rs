@@ -218,10 +218,10 @@ impl Drop for OnDrop {
     }
 }
 
-/// Opens a raw connection to `server` and writes `request` (HTTP/1 bytes).
-pub(crate) async fn raw_request(server: &TestServer, request: &str) -> tokio::net::TcpStream {
+/// Opens a raw connection to `addr` and writes `request` (HTTP/1 bytes).
+pub(crate) async fn raw_request(addr: SocketAddr, request: &str) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let mut stream = within(LIMIT, tokio::net::TcpStream::connect(server.addr()))
+    let mut stream = within(LIMIT, tokio::net::TcpStream::connect(addr))
         .await
         .unwrap();
     within(LIMIT, stream.write_all(request.as_bytes()))
@@ -248,6 +248,6 @@ pub(crate) fn get(path: &str, headers: &str) -> String {
 /// done, the server's runtime has been through its I/O driver since
 /// anything written before it.
 pub(crate) async fn round_trip(server: &TestServer, path: &str) -> String {
-    let mut stream = raw_request(server, &get(path, "connection: close\r\n")).await;
+    let mut stream = raw_request(server.addr(), &get(path, "connection: close\r\n")).await;
     read_to_end(&mut stream).await
 }
