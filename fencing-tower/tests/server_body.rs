@@ -265,3 +265,74 @@ async fn deadline_code_travels_into_the_body() {
     assert!(cancelled.cancelled_by(DEADLINE), "{cancelled}");
     drop(sender);
 }
+
+/// Answers with the first reason's code in a header, and ends cut streams
+/// with it in a trailer, as a protocol like gRPC does.
+#[derive(Debug)]
+struct Why;
+
+impl fencing_tower::server::Protocol for Why {
+    fn stopped(&self, cancelled: &fencing::Cancelled, _: Stage) -> Response<()> {
+        let code = cancelled.reason().code().unwrap().as_str().to_owned();
+        Response::builder().header("x-why", code).body(()).unwrap()
+    }
+
+    fn malformed(&self, _: &fencing_tower::codec::MalformedBudget) -> Response<()> {
+        Response::builder()
+            .header("x-why", "malformed")
+            .body(())
+            .unwrap()
+    }
+
+    fn cut(&self, cancelled: &fencing::Cancelled) -> Option<http::HeaderMap> {
+        let mut trailers = http::HeaderMap::new();
+        let code = cancelled.reason().code().unwrap().as_str().to_owned();
+        trailers.insert("x-why", code.parse().unwrap());
+        Some(trailers)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_protocol_answers_and_ends_cut_streams_with_trailers() {
+    let (sender, body) = Channel::<Bytes>::new(1);
+    let body = std::sync::Mutex::new(Some(body));
+    let layer = FenceLayer::new()
+        .budget(Duration::from_secs(1))
+        .protocol(Why);
+    let streaming = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(move |_: Request<String>| {
+            let body = body.lock().unwrap().take().unwrap();
+            async move { Ok::<_, Infallible>(Response::new(body)) }
+        }));
+    let response = streaming
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    let collected = response.into_body().collect().await.unwrap();
+    assert_eq!(
+        collected.trailers().unwrap()["x-why"],
+        BUDGET,
+        "ended cleanly, with trailers"
+    );
+    drop(sender);
+
+    let slow = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|_: Request<String>| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+        }));
+    let response = slow
+        .clone()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-why"], BUDGET);
+    let malformed = Request::builder()
+        .header("connect-timeout-ms", "x")
+        .body(String::new())
+        .unwrap();
+    let response = slow.oneshot(malformed).await.unwrap();
+    assert_eq!(response.headers()["x-why"], "malformed");
+}

@@ -458,7 +458,10 @@ where
         match shared.fencing().check() {
             Err(cancelled) => {
                 shared.report(&cancelled, Stage::ResponseBody, None);
-                Poll::Ready(Some(Err(cancelled.into())))
+                Poll::Ready(Some(match shared.protocol().cut(&cancelled) {
+                    Some(trailers) => Ok(Frame::trailers(trailers)),
+                    None => Err(cancelled.into()),
+                }))
             }
             // Unreachable: the end is a deadline that passed or a drain that
             // began, both of which `check` sees.

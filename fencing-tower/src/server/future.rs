@@ -80,7 +80,7 @@ pin_project! {
         Inline { #[pin] fenced: Fenced<F> },
         Detached { join: JoinHandle<TaskOutput<F::Output>> },
         // Answered without calling the inner service.
-        Answered { status: Option<StatusCode>, cancelled: Option<Cancelled> },
+        Answered { head: Option<Response<()>>, cancelled: Option<Cancelled> },
     }
 }
 
@@ -156,11 +156,11 @@ where
         Self::new(Kind::Detached { join }, Some(shared), tracked)
     }
 
-    /// Answered at once with `status`, holding `cancelled` if a trigger
-    /// had fired on arrival.
-    pub(crate) fn answered(status: StatusCode, cancelled: Option<Cancelled>) -> Self {
+    /// Answered at once with `head`, holding `cancelled` if a trigger had
+    /// fired on arrival.
+    pub(crate) fn answered(head: Response<()>, cancelled: Option<Cancelled>) -> Self {
         let kind = Kind::Answered {
-            status: Some(status),
+            head: Some(head),
             cancelled,
         };
         Self::new(kind, None, None)
@@ -184,7 +184,7 @@ where
                 // reported it: nothing is left to send.
                 Ok(None) => {
                     disarm(this.watch);
-                    return Poll::Ready(Ok(answer(CLIENT_CLOSED_REQUEST, None)));
+                    return Poll::Ready(Ok(answer(plain(CLIENT_CLOSED_REQUEST), None)));
                 }
                 Err(err) => {
                     disarm(this.watch);
@@ -192,14 +192,14 @@ where
                         resume_unwind(err.into_panic());
                     }
                     // Only a runtime shutting down cancels the task.
-                    return Poll::Ready(Ok(answer(StatusCode::SERVICE_UNAVAILABLE, None)));
+                    return Poll::Ready(Ok(answer(plain(StatusCode::SERVICE_UNAVAILABLE), None)));
                 }
             },
-            KindProj::Answered { status, cancelled } => {
-                let status = status
+            KindProj::Answered { head, cancelled } => {
+                let head = head
                     .take()
                     .expect("`ResponseFuture` polled after completion");
-                return Poll::Ready(Ok(answer(status, cancelled.take())));
+                return Poll::Ready(Ok(answer(head, cancelled.take())));
             }
         };
         let watch = this
@@ -208,11 +208,11 @@ where
             .expect("`ResponseFuture` polled after completion");
         let shared = watch.shared.clone();
         // A detached task settled the outcome already.
-        let status = if watch.detached {
+        let head = if watch.detached {
             outcome
                 .as_ref()
                 .err()
-                .map(|c| shared.status(c, shared.stage()))
+                .map(|c| shared.stopped(c, shared.stage()))
         } else {
             shared.settle(outcome.as_ref().err())
         };
@@ -224,11 +224,19 @@ where
             }
             Err(cancelled) => {
                 disarm(&mut Some(watch));
-                let status = status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                Ok(answer(status, Some(cancelled)))
+                let head = head.unwrap_or_else(|| shared.stopped(&cancelled, shared.stage()));
+                Ok(answer(head, Some(cancelled)))
             }
         })
     }
+}
+
+/// An empty response head with `status`, for the answers no protocol is
+/// asked for (nothing can be sent, or the runtime is shutting down).
+fn plain(status: StatusCode) -> Response<()> {
+    let mut head = Response::new(());
+    *head.status_mut() = status;
+    head
 }
 
 fn disarm(watch: &mut Option<Watch>) {

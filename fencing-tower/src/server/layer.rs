@@ -1,7 +1,7 @@
 #[cfg(feature = "axum")]
 use super::body::AxumBody;
 use super::body::{Plain, Watched};
-use super::{CancelledRequest, Config, Disposition, Fence, OnMalformed};
+use super::{CancelledRequest, Config, Disposition, Fence, Http, OnMalformed, Protocol};
 use crate::codec::BudgetCodec;
 use crate::drain::Drain;
 use crate::status::Stage;
@@ -259,7 +259,8 @@ impl<K> FenceLayer<K> {
     }
 
     /// Replaces the [status table](crate::status): `status(cancelled, stage)`
-    /// gives the status a cancelled request is answered with.
+    /// gives the status a cancelled request is answered with (plain HTTP,
+    /// [`Http::with_status`]).
     ///
     /// # Examples
     ///
@@ -276,7 +277,18 @@ impl<K> FenceLayer<K> {
     where
         F: Fn(&Cancelled, Stage) -> StatusCode + Send + Sync + 'static,
     {
-        self.config(|config| config.status = Arc::new(status))
+        self.protocol(Http::with_status(status))
+    }
+
+    /// Answers in another protocol than plain HTTP: see [`Protocol`]. The
+    /// last of [`status`](Self::status) and `protocol` wins.
+    ///
+    /// # Examples
+    ///
+    /// See [`Protocol`].
+    #[must_use]
+    pub fn protocol(self, protocol: impl Protocol) -> Self {
+        self.config(|config| config.protocol = Arc::new(protocol))
     }
 
     /// Calls `hook` for every request a trigger stopped, the client going

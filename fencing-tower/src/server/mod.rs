@@ -126,14 +126,14 @@ pub mod future;
 
 pub use layer::FenceLayer;
 
-use crate::codec::{decode_budget, BudgetCodec, ConnectTimeout, GrpcTimeout};
+use crate::codec::{decode_budget, BudgetCodec, ConnectTimeout, GrpcTimeout, MalformedBudget};
 use crate::codes;
 use crate::drain::Drain;
 use crate::status::{status_for, Stage};
 use body::{Plain, RequestBody, RequestBodyKind, ResponseBody};
 use fencing::{Cancelled, Fencing, Token};
 use future::{Detached, ResponseFuture};
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use std::fmt;
 use std::marker::PhantomData;
@@ -413,6 +413,144 @@ impl CancelledRequest<'_> {
 }
 
 type StatusFn = dyn Fn(&Cancelled, Stage) -> StatusCode + Send + Sync;
+
+/// How the layer answers in the protocol spoken over HTTP: plain HTTP by
+/// status codes ([`Http`], the default), or another one, such as gRPC's
+/// status in headers and trailers (the `fencing-tonic` crate's).
+///
+/// Implement it to speak another protocol; the layer calls it for every
+/// request it answers itself.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::Cancelled;
+/// use fencing_tower::codec::MalformedBudget;
+/// use fencing_tower::server::{FenceLayer, Protocol};
+/// use fencing_tower::status::Stage;
+/// use http::{HeaderMap, Response};
+///
+/// /// Says why in a header, and ends cut streams with it as a trailer.
+/// #[derive(Debug)]
+/// struct Why;
+///
+/// impl Protocol for Why {
+///     fn stopped(&self, cancelled: &Cancelled, _: Stage) -> Response<()> {
+///         let code = cancelled.reason().code().map_or("", |c| c.as_str()).to_owned();
+///         Response::builder().status(503).header("x-why", code).body(()).unwrap()
+///     }
+///     fn malformed(&self, _: &MalformedBudget) -> Response<()> {
+///         Response::builder().status(400).body(()).unwrap()
+///     }
+///     fn cut(&self, cancelled: &Cancelled) -> Option<HeaderMap> {
+///         let mut trailers = HeaderMap::new();
+///         trailers.insert("x-why", "cut".parse().unwrap());
+///         Some(trailers)
+///     }
+/// }
+///
+/// let layer = FenceLayer::new().protocol(Why);
+/// # let _ = layer;
+/// ```
+pub trait Protocol: fmt::Debug + Send + Sync + 'static {
+    /// The response (its head: the body is empty) to a request a trigger
+    /// stopped before its handler answered, or refused on arrival.
+    fn stopped(&self, cancelled: &Cancelled, stage: Stage) -> Response<()>;
+
+    /// The response to a request whose budget header is malformed, when
+    /// the layer [rejects](OnMalformed::Reject) it.
+    fn malformed(&self, malformed: &MalformedBudget) -> Response<()>;
+
+    /// How a streaming response body that a trigger cut short ends: with
+    /// these trailers, cleanly, or, with `None`, with an error (then hyper
+    /// aborts the response, and the client sees it cut).
+    fn cut(&self, cancelled: &Cancelled) -> Option<HeaderMap>;
+}
+
+/// Plain HTTP: a stopped request is answered with an empty response whose
+/// status follows the [status table](crate::status) (or a function of your
+/// own), a malformed budget with `400 Bad Request`, and a cut stream ends
+/// with an error.
+///
+/// # Examples
+///
+/// ```
+/// use fencing_tower::server::{FenceLayer, Http};
+/// use http::StatusCode;
+///
+/// let layer = FenceLayer::new().protocol(Http::with_status(|_, _| StatusCode::SERVICE_UNAVAILABLE));
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct Http {
+    status: Arc<StatusFn>,
+}
+
+impl Http {
+    /// HTTP with the default [status table](crate::status).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = fencing_tower::server::FenceLayer::new().protocol(fencing_tower::server::Http::new());
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            status: Arc::new(status_for),
+        }
+    }
+
+    /// HTTP with `status(cancelled, stage)` as the status table.
+    ///
+    /// # Examples
+    ///
+    /// See [`Http`].
+    #[must_use]
+    pub fn with_status<F>(status: F) -> Self
+    where
+        F: Fn(&Cancelled, Stage) -> StatusCode + Send + Sync + 'static,
+    {
+        Self {
+            status: Arc::new(status),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Http {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http").finish_non_exhaustive()
+    }
+}
+
+/// An empty response head with `status`.
+fn head(status: StatusCode) -> Response<()> {
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    response
+}
+
+impl Protocol for Http {
+    fn stopped(&self, cancelled: &Cancelled, stage: Stage) -> Response<()> {
+        head((self.status)(cancelled, stage))
+    }
+
+    fn malformed(&self, _: &MalformedBudget) -> Response<()> {
+        head(StatusCode::BAD_REQUEST)
+    }
+
+    fn cut(&self, _: &Cancelled) -> Option<HeaderMap> {
+        None
+    }
+}
+
 type HookFn = dyn Fn(&CancelledRequest<'_>) + Send + Sync;
 
 #[derive(Clone)]
@@ -423,7 +561,7 @@ pub(crate) struct Config {
     on_malformed: OnMalformed,
     disposition: Disposition,
     drain: Option<Drain>,
-    status: Arc<StatusFn>,
+    protocol: Arc<dyn Protocol>,
     on_cancel: Option<Arc<HookFn>>,
 }
 
@@ -436,7 +574,7 @@ impl Default for Config {
             on_malformed: OnMalformed::Reject,
             disposition: Disposition::CancelOnDisconnect,
             drain: None,
-            status: Arc::new(status_for),
+            protocol: Arc::new(Http::new()),
             on_cancel: None,
         }
     }
@@ -451,6 +589,7 @@ impl fmt::Debug for Config {
             .field("on_malformed", &self.on_malformed)
             .field("disposition", &self.disposition)
             .field("drain", &self.drain)
+            .field("protocol", &self.protocol)
             .finish_non_exhaustive()
     }
 }
@@ -510,8 +649,13 @@ impl Shared {
         self.reading.store(reading, Ordering::Relaxed);
     }
 
-    pub(crate) fn status(&self, cancelled: &Cancelled, stage: Stage) -> StatusCode {
-        (self.config.status)(cancelled, stage)
+    /// The answer to a request a trigger stopped at `stage`.
+    pub(crate) fn stopped(&self, cancelled: &Cancelled, stage: Stage) -> Response<()> {
+        self.config.protocol.stopped(cancelled, stage)
+    }
+
+    pub(crate) fn protocol(&self) -> &dyn Protocol {
+        &*self.config.protocol
     }
 
     /// Tells the hook, and the `tracing` subscriber, that a trigger stopped
@@ -576,13 +720,16 @@ impl Shared {
 
     /// The handler ended, by itself or because a trigger stopped it
     /// (`cancelled`): reports it if a trigger stopped it or its client is
-    /// gone, counts it, and gives the status to answer with.
-    pub(crate) fn settle(&self, cancelled: Option<&Cancelled>) -> Option<StatusCode> {
+    /// gone, counts it, and gives the answer to send if a trigger stopped it.
+    pub(crate) fn settle(&self, cancelled: Option<&Cancelled>) -> Option<Response<()>> {
         let stage = self.stage();
         let gone = self.is_disconnected();
-        let status = cancelled.map(|cancelled| self.status(cancelled, stage));
+        let answer = cancelled.map(|cancelled| self.stopped(cancelled, stage));
         match cancelled {
-            Some(cancelled) => self.report(cancelled, stage, status.filter(|_| !gone)),
+            Some(cancelled) => {
+                let sent = answer.as_ref().filter(|_| !gone).map(Response::status);
+                self.report(cancelled, stage, sent);
+            }
             None if gone => {
                 if let Err(cancelled) = self.fencing.check() {
                     self.report(&cancelled, stage, None);
@@ -591,17 +738,17 @@ impl Shared {
             None => {}
         }
         self.count(cancelled.is_some());
-        status
+        answer
     }
 }
 
-/// An empty response with `status`, holding `cancelled` in its extensions.
+/// `head` with an empty body, holding `cancelled` in its extensions.
 pub(crate) fn answer<B>(
-    status: StatusCode,
+    head: Response<()>,
     cancelled: Option<Cancelled>,
 ) -> Response<ResponseBody<B>> {
-    let mut response = Response::new(ResponseBody::empty());
-    *response.status_mut() = status;
+    let (parts, ()) = head.into_parts();
+    let mut response = Response::from_parts(parts, ResponseBody::empty());
     if let Some(cancelled) = cancelled {
         response.extensions_mut().insert(cancelled);
     }
@@ -638,7 +785,8 @@ where
                 tracing::debug!(target: "fencing_tower::server", %malformed, ?config.on_malformed);
                 match config.on_malformed {
                     OnMalformed::Reject => {
-                        return ResponseFuture::answered(StatusCode::BAD_REQUEST, None)
+                        let head = config.protocol.malformed(&malformed);
+                        return ResponseFuture::answered(head, None);
                     }
                     OnMalformed::Ignore => None,
                 }
@@ -656,11 +804,9 @@ where
         // Spent on arrival (a `0` budget, a drain under way): the inner
         // service is not called at all.
         if let Err(cancelled) = fencing.check() {
-            let status = shared.settle(Some(&cancelled));
-            return ResponseFuture::answered(
-                status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                Some(cancelled),
-            );
+            let head = shared.settle(Some(&cancelled));
+            let head = head.unwrap_or_else(|| shared.stopped(&cancelled, Stage::Handler));
+            return ResponseFuture::answered(head, Some(cancelled));
         }
         let tracked = config.drain.as_ref().map(Drain::track);
         let mut request = request.map(|body| K::wrap(RequestBody::new(body, shared.clone())));
