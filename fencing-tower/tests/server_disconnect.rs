@@ -358,6 +358,35 @@ async fn detach_commit_completes() {
     let seen = next(&mut reported).await;
     assert_eq!(seen.codes, [CLIENT_DISCONNECTED]);
     assert_eq!(seen.status, None);
+    assert!(seen.interrupted, "dropped once its commit was done");
+}
+
+#[tokio::test]
+async fn detached_handler_that_finishes_is_not_interrupted() {
+    let (hook, mut reported) = seen();
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let handler = service_fn(move |_: Request<Incoming>| {
+        let started = started_tx.clone();
+        async move {
+            let _ = started.send(());
+            let _ = current().cancelled().await;
+            ok() // finishes, told, well within its grace period
+        }
+    });
+    let layer = FenceLayer::new()
+        .disposition(Disposition::Detach {
+            grace: Duration::from_secs(60),
+        })
+        .on_cancel(hook);
+    let server = serve(ServiceBuilder::new().layer(layer).service(handler)).await;
+
+    let client = raw_request(server.addr(), &get("/work", "")).await;
+    next(&mut started).await;
+    drop(client);
+    let seen = next(&mut reported).await;
+    assert_eq!(seen.codes, [CLIENT_DISCONNECTED]);
+    assert!(!seen.interrupted, "it ran to its end");
+    assert_eq!(seen.status, None);
 }
 
 #[tokio::test(start_paused = true)]

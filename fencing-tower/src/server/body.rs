@@ -457,7 +457,7 @@ where
         watch.armed = false;
         match shared.fencing().check() {
             Err(cancelled) => {
-                shared.report(&cancelled, Stage::ResponseBody, None);
+                shared.report(&cancelled, Stage::ResponseBody, None, true);
                 Poll::Ready(Some(match shared.protocol().cut(&cancelled) {
                     Some(trailers) => Ok(Frame::trailers(trailers)),
                     None => Err(cancelled.into()),

@@ -291,9 +291,10 @@ impl<K> FenceLayer<K> {
         self.config(|config| config.protocol = Arc::new(protocol))
     }
 
-    /// Calls `hook` for every request a trigger stopped, the client going
-    /// away included, and every response body cut short: for logs and
-    /// metrics. It runs where the request ended (in a poll, or in a drop):
+    /// Calls `hook` once for every request a trigger stopped or whose
+    /// client went away, and for every response body cut short: for logs
+    /// and metrics. [`CancelledRequest::is_interrupted`] tells a request cut
+    /// from one whose detached handler ran to its end anyway. It runs where the request ended (in a poll, or in a drop):
     /// keep it short, and do not block.
     ///
     /// # Examples

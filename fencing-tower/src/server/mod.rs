@@ -366,7 +366,8 @@ impl RequestContext {
     }
 }
 
-/// A request that a trigger stopped, as [`FenceLayer::on_cancel`] sees it.
+/// A request that a trigger stopped, or whose client went away, as
+/// [`FenceLayer::on_cancel`] sees it.
 ///
 /// # Examples
 ///
@@ -376,6 +377,7 @@ pub struct CancelledRequest<'a> {
     cancelled: &'a Cancelled,
     stage: Stage,
     status: Option<StatusCode>,
+    interrupted: bool,
 }
 
 impl CancelledRequest<'_> {
@@ -409,6 +411,19 @@ impl CancelledRequest<'_> {
     #[must_use]
     pub fn status(&self) -> Option<StatusCode> {
         self.status
+    }
+
+    /// Returns `true` if the request was cut: its handler was dropped (by
+    /// its fence, or by hyper with the request), or its response body was
+    /// cut short. `false` for a detached handler that ran to its end after
+    /// its client went away.
+    ///
+    /// # Examples
+    ///
+    /// See [`FenceLayer::on_cancel`].
+    #[must_use]
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted
     }
 }
 
@@ -659,13 +674,21 @@ impl Shared {
     }
 
     /// Tells the hook, and the `tracing` subscriber, that a trigger stopped
-    /// the request.
-    pub(crate) fn report(&self, cancelled: &Cancelled, stage: Stage, status: Option<StatusCode>) {
+    /// the request (`interrupted`: its handler or its response was cut), or
+    /// that its client went away while its handler ran to its end.
+    pub(crate) fn report(
+        &self,
+        cancelled: &Cancelled,
+        stage: Stage,
+        status: Option<StatusCode>,
+        interrupted: bool,
+    ) {
         tracing::debug!(
             target: "fencing_tower::server",
             reason = %cancelled,
             ?stage,
             status = status.map(|s| s.as_u16()),
+            interrupted,
             "request cancelled"
         );
         if let Some(hook) = &self.config.on_cancel {
@@ -673,6 +696,7 @@ impl Shared {
                 cancelled,
                 stage,
                 status,
+                interrupted,
             });
         }
     }
@@ -688,7 +712,7 @@ impl Shared {
     pub(crate) fn disconnected(&self, stage: Stage) {
         if self.disconnect() {
             if let Err(cancelled) = self.fencing.check() {
-                self.report(&cancelled, stage, None);
+                self.report(&cancelled, stage, None, true);
             }
         }
     }
@@ -728,11 +752,11 @@ impl Shared {
         match cancelled {
             Some(cancelled) => {
                 let sent = answer.as_ref().filter(|_| !gone).map(Response::status);
-                self.report(cancelled, stage, sent);
+                self.report(cancelled, stage, sent, true);
             }
             None if gone => {
                 if let Err(cancelled) = self.fencing.check() {
-                    self.report(&cancelled, stage, None);
+                    self.report(&cancelled, stage, None, false);
                 }
             }
             None => {}

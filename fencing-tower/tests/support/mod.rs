@@ -171,6 +171,7 @@ pub(crate) struct Seen {
     pub(crate) codes: Vec<String>,
     pub(crate) stage: fencing_tower::status::Stage,
     pub(crate) status: Option<http::StatusCode>,
+    pub(crate) interrupted: bool,
 }
 
 /// A hook for `FenceLayer::on_cancel` and the receiver of what it saw.
@@ -190,6 +191,7 @@ pub(crate) fn seen() -> (
             codes,
             stage: request.stage(),
             status: request.status(),
+            interrupted: request.is_interrupted(),
         });
     };
     (hook, rx)
