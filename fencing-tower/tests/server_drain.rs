@@ -250,3 +250,56 @@ async fn drain_ends_streams_at_the_grace_end() {
     assert_eq!(began.elapsed(), GRACE, "cut at the end of the grace period");
     drop(sender);
 }
+
+#[tokio::test(start_paused = true)]
+async fn drain_bounds_hyper_util_graceful_shutdown() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let drain = Drain::new(GRACE);
+    let (heard_tx, mut heard) = mpsc::unbounded_channel();
+    // A handler that would never end by itself.
+    let service = ServiceBuilder::new()
+        .layer(FenceLayer::new().drain(&drain))
+        .service(service_fn(move |_: Request<hyper::body::Incoming>| {
+            let _ = heard_tx.send(());
+            async { pending::<Result<Response<Empty<Bytes>>, Infallible>>().await }
+        }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let draining = drain.draining();
+    let server = tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        let mut draining = std::pin::pin!(draining);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, _) = accepted.unwrap();
+                    let service = hyper_util::service::TowerToHyperService::new(service.clone());
+                    let connection = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    tokio::spawn(graceful.watch(connection));
+                }
+                () = &mut draining => break,
+            }
+        }
+        // hyper-util's wait has no bound of its own.
+        graceful.shutdown().await;
+    });
+
+    let request = send(addr, "/forever").await;
+    next(&mut heard).await;
+    let began = Instant::now();
+    let report = within(LIMIT, drain.shutdown()).await;
+    assert_eq!(counts(report), (0, 1));
+    let (status, _) = within(LIMIT, request).await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    within(LIMIT, server).await.unwrap();
+    assert_eq!(
+        began.elapsed(),
+        GRACE,
+        "both waits ended at the grace period's end"
+    );
+}
