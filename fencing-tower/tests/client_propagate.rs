@@ -17,7 +17,6 @@ use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
-use support::in_context;
 use tokio::time::{self, Instant};
 use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok, task};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
@@ -59,7 +58,7 @@ async fn stamps_remaining_rounded_up() {
     let context = Fencing::new().timeout(Duration::from_micros(1_234_500));
 
     assert_ready_ok!(service.poll_ready());
-    let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+    let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
     assert_pending!(response.poll());
 
     let (request, send) = handle.next_request().await.unwrap();
@@ -75,7 +74,7 @@ async fn stamps_what_is_left_when_called() {
     time::advance(Duration::from_micros(3_000_001)).await;
 
     assert_ready_ok!(service.poll_ready());
-    let _response = in_context(&context, || service.call(Request::new(())));
+    let _response = context.in_scope(|| service.call(Request::new(())));
     let (request, _send) = handle.next_request().await.unwrap();
     // 6,999.999 ms left: sent as 7,000.
     assert_eq!(values(&request, BUDGET), ["7000"]);
@@ -125,7 +124,7 @@ async fn stamps_with_the_configured_codec() {
     for (layer, name, request, expected) in cases {
         let (mut service, mut handle) = client(layer);
         assert_ready_ok!(service.poll_ready());
-        let _response = in_context(&budget(), || service.call(request));
+        let _response = budget().in_scope(|| service.call(request));
         let (request, _send) = handle.next_request().await.unwrap();
         assert_eq!(values(&request, name), [expected], "{name}");
         assert!(
@@ -162,7 +161,7 @@ async fn far_deadline_saturates_or_coarsens_the_header() {
     for (layer, name, request, expected) in cases {
         let (mut service, mut handle) = client(layer);
         assert_ready_ok!(service.poll_ready());
-        let _response = in_context(&context, || service.call(request));
+        let _response = context.in_scope(|| service.call(request));
         let (request, _send) = handle.next_request().await.unwrap();
         assert_eq!(values(&request, name), [expected], "{name}");
     }
@@ -174,7 +173,7 @@ async fn grpc_timeout_only_on_grpc_requests() {
     let context = Fencing::new().timeout(Duration::from_secs(1));
 
     assert_ready_ok!(service.poll_ready());
-    let _response = in_context(&context, || service.call(Request::new(())));
+    let _response = context.in_scope(|| service.call(Request::new(())));
     let (request, _send) = handle.next_request().await.unwrap();
     assert!(request.headers().is_empty(), "{:?}", request.headers());
 }
@@ -191,7 +190,7 @@ async fn no_deadline_no_header() {
     ];
     for context in without_deadline {
         assert_ready_ok!(service.poll_ready());
-        let _response = in_context(&context, || service.call(Request::new(())));
+        let _response = context.in_scope(|| service.call(Request::new(())));
         let (request, _send) = handle.next_request().await.unwrap();
         assert!(request.headers().is_empty(), "{context:?}");
     }
@@ -224,7 +223,7 @@ async fn tighter_existing_header_kept() {
             request.headers_mut().append(BUDGET, value);
         }
         assert_ready_ok!(service.poll_ready());
-        let _response = in_context(&context, || service.call(request));
+        let _response = context.in_scope(|| service.call(request));
         let (request, _send) = handle.next_request().await.unwrap();
         assert_eq!(values(&request, BUDGET), [expected], "{existing:?}");
     }
@@ -259,7 +258,7 @@ async fn expired_budget_never_reaches_the_inner_service() {
     for (context, code, kind) in spent {
         let (mut service, mut handle) = client(PropagateBudgetLayer::new());
         assert_ready_ok!(service.poll_ready());
-        let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+        let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
 
         let err = assert_ready_err!(response.poll(), "resolves in its first poll");
         let cancelled = cancelled(&err);
@@ -280,7 +279,7 @@ async fn budget_spent_while_waiting_to_call_is_refused() {
     time::advance(Duration::from_secs(1)).await;
     assert_eq!(context.remaining(), Some(Duration::ZERO));
 
-    let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+    let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
     let err = assert_ready_err!(response.poll());
     assert!(cancelled(&err).cancelled_by("budget"));
     assert!(cancelled(&err).is_timeout());
@@ -295,7 +294,7 @@ async fn call_stopped_at_the_deadline_with_the_context_code() {
         .code("budget");
 
     assert_ready_ok!(service.poll_ready());
-    let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+    let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
     assert_pending!(response.poll());
     let (_request, _send) = handle.next_request().await.unwrap();
 
@@ -317,7 +316,7 @@ async fn deadline_reason_kept_through_the_call() {
     let context = Fencing::new().deadline(at).code("deadline");
 
     assert_ready_ok!(service.poll_ready());
-    let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+    let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
     assert_pending!(response.poll());
     let (request, _send) = handle.next_request().await.unwrap();
     assert_eq!(values(&request, BUDGET), ["1500"]);
@@ -341,7 +340,7 @@ async fn other_triggers_of_the_context_stop_the_call() {
         .code("shutdown");
 
     assert_ready_ok!(service.poll_ready());
-    let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+    let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
     assert_pending!(response.poll());
     let (_request, _send) = handle.next_request().await.unwrap();
 
@@ -377,7 +376,7 @@ async fn interrupted_call_is_dropped_before_the_error() {
     let mut service = PropagateBudget::new(slow);
     let context = Fencing::new().timeout(Duration::from_secs(1));
 
-    let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+    let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
     assert_pending!(response.poll());
     time::advance(Duration::from_secs(1)).await;
     assert!(!dropped.load(SeqCst));
@@ -395,7 +394,7 @@ async fn response_ready_with_the_deadline_wins() {
     let context = Fencing::new().timeout(Duration::from_secs(1));
 
     assert_ready_ok!(service.poll_ready());
-    let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+    let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
     assert_pending!(response.poll());
     let (_request, send) = handle.next_request().await.unwrap();
     time::advance(Duration::from_secs(1)).await;
@@ -420,7 +419,7 @@ async fn inner_error_passed_through() {
     let context = Fencing::new().timeout(Duration::from_secs(1));
 
     assert_ready_ok!(service.poll_ready());
-    let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+    let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
     let (_request, send) = handle.next_request().await.unwrap();
     send.send_error(Refused);
     let err = assert_ready_err!(response.poll());
@@ -459,7 +458,7 @@ async fn declined_reason_still_sends() {
     assert!(context.is_cancelled());
 
     assert_ready_ok!(service.poll_ready());
-    let mut response = task::spawn(in_context(&context, || service.call(Request::new(()))));
+    let mut response = task::spawn(context.in_scope(|| service.call(Request::new(()))));
     assert_pending!(response.poll());
     let (request, _send) = handle.next_request().await.unwrap();
     assert_eq!(values(&request, BUDGET), ["5000"]);
@@ -477,7 +476,7 @@ async fn inner_future_runs_in_the_context() {
         service_fn(|_: Request<()>| async { Ok::<_, Infallible>(fencing::current().remaining()) });
     let context = Fencing::new().timeout(Duration::from_secs(3));
     let mut service = PropagateBudget::new(inner);
-    let future = in_context(&context, || service.call(Request::new(())));
+    let future = context.in_scope(|| service.call(Request::new(())));
     // Awaited outside the context: the fence carries it.
     assert_eq!(future.await.unwrap(), Some(Duration::from_secs(3)));
 }
@@ -559,7 +558,7 @@ async fn response_future_debug() {
         Ok::<_, Infallible>(())
     }));
     let spent = Fencing::new().timeout(Duration::ZERO).code("budget");
-    let refused = in_context(&spent, || service.call(Request::new(())));
+    let refused = spent.in_scope(|| service.call(Request::new(())));
     let debug = format!("{refused:?}");
     assert!(
         debug.contains("refused") && debug.contains("budget"),
@@ -569,6 +568,6 @@ async fn response_future_debug() {
     assert_ready!(refused.poll()).unwrap_err();
 
     let live = Fencing::new().timeout(Duration::from_secs(1));
-    let sending = in_context(&live, || service.call(Request::new(())));
+    let sending = live.in_scope(|| service.call(Request::new(())));
     assert!(format!("{sending:?}").contains("fence"));
 }

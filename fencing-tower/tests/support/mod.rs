@@ -1,10 +1,9 @@
 //! Helpers shared by several test files (`mod support;`): a loopback HTTP
 //! server, a real-time bound for waits on sockets, a paused clock that stays
-//! still while sockets work, and a synchronous call inside a context.
+//! still while sockets work, and what the server layer reports.
 // Each test binary uses only part of it.
 #![allow(dead_code)]
 
-use fencing::Fencing;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -152,16 +151,6 @@ pub(crate) fn freeze_clock() -> FrozenClock {
         let _ = on_release.recv_timeout(LIMIT);
     }));
     FrozenClock { _release: release }
-}
-
-/// Runs `f` with `context` as the context, as code in a handler would, and
-/// returns what it returns: for a service, `|| service.call(request)`.
-pub(crate) fn in_context<T>(context: &Fencing, f: impl FnOnce() -> T) -> T {
-    let mut bound = tokio_test::task::spawn(context.clone().bind(async move { f() }));
-    match bound.poll() {
-        std::task::Poll::Ready(output) => output,
-        std::task::Poll::Pending => unreachable!("the block does not await"),
-    }
 }
 
 /// What [`FenceLayer::on_cancel`](fencing_tower::server::FenceLayer::on_cancel)
