@@ -292,24 +292,14 @@ pin_project! {
         Fenced {
             #[pin]
             body: B,
-            #[pin]
-            timer: Timer,
+            // Both boxed, and only once the body has returned pending: a
+            // body that is always ready (most are) carries neither.
+            timer: Option<Pin<Box<Sleep>>>,
+            draining: Option<Pin<Box<Draining>>>,
             watch: BodyWatch,
-            #[pin]
-            draining: Option<Draining>,
             ended: bool,
         },
         Empty,
-    }
-}
-
-pin_project! {
-    /// Armed only once the body has returned pending, for the end it may
-    /// not stream past.
-    #[project = TimerProj]
-    enum Timer {
-        Idle,
-        Armed { #[pin] sleep: Sleep },
     }
 }
 
@@ -339,16 +329,12 @@ impl<B: Body> ResponseBody<B> {
         // A body that is complete already is never polled, and its drop is
         // no disconnect.
         let armed = !body.is_end_stream();
-        let draining = shared
-            .drain()
-            .filter(|drain| !drain.is_draining())
-            .map(Drain::draining);
         Self {
             kind: Kind::Fenced {
                 body,
-                timer: Timer::Idle,
+                timer: None,
+                draining: None,
                 watch: BodyWatch { shared, armed },
-                draining,
                 ended: false,
             },
         }
@@ -381,9 +367,9 @@ where
     ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
         let KindProj::Fenced {
             mut body,
-            mut timer,
+            timer,
+            draining,
             watch,
-            mut draining,
             ended,
         } = self.project().kind.project()
         else {
@@ -421,9 +407,10 @@ where
                 Poll::Pending => {}
             }
             // Woken when the drain begins: its grace period may end first.
-            if let Some(wait) = draining.as_mut().as_pin_mut() {
-                if wait.poll(cx).is_ready() {
-                    draining.set(None);
+            if let Some(drain) = shared.drain().filter(|drain| !drain.is_draining()) {
+                let wait = draining.get_or_insert_with(|| Box::pin(drain.draining()));
+                if wait.as_mut().poll(cx).is_ready() {
+                    *draining = None;
                 }
             }
             let Some(end) = end_of(shared) else {
@@ -437,17 +424,11 @@ where
                     break;
                 }
                 let target = now.checked_add(YEAR).map_or(end, |step| step.min(end));
-                match timer.as_mut().project() {
-                    TimerProj::Armed { sleep } if sleep.deadline() != target => sleep.reset(target),
-                    TimerProj::Armed { .. } => {}
-                    TimerProj::Idle => timer.set(Timer::Armed {
-                        sleep: tokio::time::sleep_until(target),
-                    }),
+                let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(target)));
+                if sleep.deadline() != target {
+                    sleep.as_mut().reset(target);
                 }
-                let TimerProj::Armed { sleep } = timer.as_mut().project() else {
-                    unreachable!("armed just above");
-                };
-                if sleep.poll(cx).is_pending() {
+                if sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
             }

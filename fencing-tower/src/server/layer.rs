@@ -139,7 +139,9 @@ impl<K> FenceLayer<K> {
     }
 
     fn config(mut self, change: impl FnOnce(&mut Config)) -> Self {
-        change(Arc::make_mut(&mut self.config));
+        let config = Arc::make_mut(&mut self.config);
+        change(config);
+        config.prepare();
         self
     }
 

@@ -571,6 +571,8 @@ type HookFn = dyn Fn(&CancelledRequest<'_>) + Send + Sync;
 #[derive(Clone)]
 pub(crate) struct Config {
     base: Fencing,
+    /// `base` with what every request declares alike (see `prepare`).
+    prepared: Fencing,
     budget: Option<Duration>,
     codecs: Vec<Arc<dyn BudgetCodec>>,
     on_malformed: OnMalformed,
@@ -584,6 +586,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             base: Fencing::new(),
+            prepared: Fencing::new(),
             budget: None,
             codecs: vec![Arc::new(GrpcTimeout), Arc::new(ConnectTimeout)],
             on_malformed: OnMalformed::Reject,
@@ -610,22 +613,30 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
-    fn fencing_for(&self, inbound: Option<Duration>, disconnect: &Token) -> Fencing {
+    /// Declares, once for every request, what is the same for all: the
+    /// base, the drain's trigger and the graces. Called after every change.
+    pub(crate) fn prepare(&mut self) {
         let mut fencing = self.base.clone();
+        if let Some(drain) = &self.drain {
+            fencing = drain.declare(fencing);
+        }
+        if let Disposition::Detach { grace } = self.disposition {
+            fencing = fencing.grace_for(codes::CLIENT_DISCONNECTED, grace);
+        }
+        self.prepared = fencing;
+    }
+
+    /// The request's `Fencing`: the prepared triggers, then the budgets,
+    /// anchored now, and the request's own disconnect token.
+    fn fencing_for(&self, inbound: Option<Duration>, disconnect: &Token) -> Fencing {
+        let mut fencing = self.prepared.clone();
         if let Some(budget) = self.budget {
             fencing = fencing.timeout(budget).code(codes::BUDGET);
         }
         if let Some(inbound) = inbound {
             fencing = fencing.timeout(inbound).code(codes::DEADLINE);
         }
-        if let Some(drain) = &self.drain {
-            fencing = drain.declare(fencing);
-        }
-        fencing = fencing.token(disconnect).code(codes::CLIENT_DISCONNECTED);
-        if let Disposition::Detach { grace } = self.disposition {
-            fencing = fencing.grace_for(codes::CLIENT_DISCONNECTED, grace);
-        }
-        fencing
+        fencing.token(disconnect).code(codes::CLIENT_DISCONNECTED)
     }
 }
 
