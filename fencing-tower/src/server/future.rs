@@ -2,28 +2,21 @@
 
 use super::body::ResponseBody;
 use super::{answer, Shared};
-use crate::status::CLIENT_CLOSED_REQUEST;
 use fencing::{Cancelled, Fenced};
-use http::{Response, StatusCode};
+use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use tokio::task::JoinHandle;
 use tokio_util::task::task_tracker::TaskTrackerToken;
-
-/// What a detached handler's task hands back: `None` if its request's
-/// future was gone (the task then reported and counted the outcome itself).
-type TaskOutput<T> = Option<Result<T, Cancelled>>;
 
 pin_project! {
     /// The response future of [`Fence`](super::Fence): the handler inside
-    /// the request's fence (or its detached task), or the answer to a
-    /// request refused on arrival.
+    /// the request's fence, or the answer to a request refused on arrival.
     ///
     /// Resolves to the handler's response, with its body wrapped in a
     /// [`ResponseBody`]; to an empty response whose status follows the
@@ -49,8 +42,7 @@ pin_project! {
     /// # Panics
     ///
     /// Polling panics if it is polled after it completed; if the handler
-    /// panicked (the panic is raised again here, detached handlers
-    /// included); and, as a [`Fenced`] does, if the request has a deadline,
+    /// panicked (the panic passes through); and, as a [`Fenced`] does, if the request has a deadline,
     /// the handler is pending, and no tokio runtime with the time driver is
     /// running.
     ///
@@ -59,7 +51,8 @@ pin_project! {
     /// Dropping it before it completes is the client going away: it fires
     /// `client_disconnected` in the request's context and, with
     /// [`Disposition::CancelOnDisconnect`](super::Disposition), drops the
-    /// handler; a detached handler goes on, for its grace period.
+    /// handler; with `Detach`, the handler moves to a task of its own and
+    /// goes on, told, for its grace period.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<F>
     where
@@ -68,6 +61,26 @@ pin_project! {
         #[pin]
         kind: Kind<F>,
         watch: Option<Watch>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F>
+    where
+        F: Future,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Dropped while a detachable handler runs: its client went away,
+            // and the handler moves to a task of its own.
+            if let KindProj::Attached { fenced, detach } = this.kind.project() {
+                if let (Some(fenced), Some(watch)) = (fenced.take(), this.watch.as_mut()) {
+                    if watch.armed && !std::thread::panicking() {
+                        // The task reports and counts it from here.
+                        watch.armed = false;
+                        detach(fenced, watch.shared.clone());
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -78,20 +91,25 @@ pin_project! {
         F: Future,
     {
         Inline { #[pin] fenced: Fenced<F> },
-        Detached { join: JoinHandle<TaskOutput<F::Output>> },
+        // With `Disposition::Detach`: boxed, so that it can move to a task
+        // of its own when the client goes away.
+        Attached { fenced: Option<Pin<Box<Fenced<F>>>>, detach: Detach<F> },
         // Answered without calling the inner service.
         Answered { head: Option<Response<()>>, cancelled: Option<Cancelled> },
     }
 }
 
+/// Moves a handler whose client went away to a task of its own (see
+/// [`detach`]); a function pointer, so that the future's type needs no
+/// `Send` bound of its own.
+pub(crate) type Detach<F> = fn(Pin<Box<Fenced<F>>>, Arc<Shared>);
+
 /// Watches one request while its future is alive: dropped before the
 /// future completes, the client went away.
 struct Watch {
     shared: Arc<Shared>,
-    /// Tracked by the drain while the handler runs.
+    /// Tracked by the drain while the handler runs here.
     _tracked: Option<TaskTrackerToken>,
-    /// The handler's own task reports and counts its outcome.
-    detached: bool,
     armed: bool,
 }
 
@@ -110,13 +128,8 @@ impl Drop for Watch {
         }
         if std::thread::panicking() {
             // A panicking handler unwinds through here: that is no
-            // disconnect. A detached task counts its own panic.
-            if !self.detached {
-                self.shared.panicked();
-            }
-        } else if self.detached {
-            // The handler goes on, told; its task reports how it ends.
-            self.shared.disconnect();
+            // disconnect.
+            self.shared.panicked();
         } else {
             self.shared.dropped_with_request();
         }
@@ -128,13 +141,11 @@ where
     F: Future,
 {
     fn new(kind: Kind<F>, shared: Option<Arc<Shared>>, tracked: Option<TaskTrackerToken>) -> Self {
-        let detached = matches!(kind, Kind::Detached { .. });
         Self {
             kind,
             watch: shared.map(|shared| Watch {
                 shared,
                 _tracked: tracked,
-                detached,
                 armed: true,
             }),
         }
@@ -148,12 +159,14 @@ where
         Self::new(Kind::Inline { fenced }, Some(shared), tracked)
     }
 
-    pub(crate) fn detached(
-        join: JoinHandle<TaskOutput<F::Output>>,
+    pub(crate) fn attached(
+        fenced: Fenced<F>,
+        detach: Detach<F>,
         shared: Arc<Shared>,
         tracked: Option<TaskTrackerToken>,
     ) -> Self {
-        Self::new(Kind::Detached { join }, Some(shared), tracked)
+        let fenced = Some(Box::pin(fenced));
+        Self::new(Kind::Attached { fenced, detach }, Some(shared), tracked)
     }
 
     /// Answered at once with `head`, holding `cancelled` if a trigger had
@@ -178,23 +191,14 @@ where
         let this = self.project();
         let outcome = match this.kind.project() {
             KindProj::Inline { fenced } => ready!(fenced.poll(cx)),
-            KindProj::Detached { join } => match ready!(Pin::new(join).poll(cx)) {
-                Ok(Some(outcome)) => outcome,
-                // The task saw the client go away as it finished, and
-                // reported it: nothing is left to send.
-                Ok(None) => {
-                    disarm(this.watch);
-                    return Poll::Ready(Ok(answer(plain(CLIENT_CLOSED_REQUEST), None)));
-                }
-                Err(err) => {
-                    disarm(this.watch);
-                    if err.is_panic() {
-                        resume_unwind(err.into_panic());
-                    }
-                    // Only a runtime shutting down cancels the task.
-                    return Poll::Ready(Ok(answer(plain(StatusCode::SERVICE_UNAVAILABLE), None)));
-                }
-            },
+            KindProj::Attached { fenced, .. } => {
+                let running = fenced
+                    .as_mut()
+                    .expect("`ResponseFuture` polled after completion");
+                let outcome = ready!(running.as_mut().poll(cx));
+                *fenced = None;
+                outcome
+            }
             KindProj::Answered { head, cancelled } => {
                 let head = head
                     .take()
@@ -207,15 +211,7 @@ where
             .take()
             .expect("`ResponseFuture` polled after completion");
         let shared = watch.shared.clone();
-        // A detached task settled the outcome already.
-        let head = if watch.detached {
-            outcome
-                .as_ref()
-                .err()
-                .map(|c| shared.stopped(c, shared.stage()))
-        } else {
-            shared.settle(outcome.as_ref().err())
-        };
+        let head = shared.settle(outcome.as_ref().err());
         Poll::Ready(match outcome {
             Ok(Ok(response)) => Ok(response.map(|body| watch.into_body(body))),
             Ok(Err(err)) => {
@@ -231,14 +227,6 @@ where
     }
 }
 
-/// An empty response head with `status`, for the answers no protocol is
-/// asked for (nothing can be sent, or the runtime is shutting down).
-fn plain(status: StatusCode) -> Response<()> {
-    let mut head = Response::new(());
-    *head.status_mut() = status;
-    head
-}
-
 fn disarm(watch: &mut Option<Watch>) {
     if let Some(mut watch) = watch.take() {
         watch.armed = false;
@@ -249,7 +237,7 @@ impl<F: Future> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Inline { .. } => "inline",
-            Kind::Detached { .. } => "detached",
+            Kind::Attached { .. } => "detachable",
             Kind::Answered { .. } => "answered",
         };
         f.debug_struct("ResponseFuture")
@@ -259,50 +247,54 @@ impl<F: Future> fmt::Debug for ResponseFuture<F> {
     }
 }
 
-pin_project! {
-    /// A detached handler's task: the handler in the request's fence. It
-    /// reports and counts the outcome itself, since the request's future
-    /// may be gone when it ends.
-    pub(crate) struct Detached<F> {
-        #[pin]
-        fenced: Fenced<F>,
-        shared: Arc<Shared>,
+/// Moves a handler whose client went away to a task of its own, on the
+/// drain's tracker if there is one, where it goes on, told, for its grace
+/// period. Without a runtime to spawn on (it is shutting down), the handler
+/// is dropped, as with `CancelOnDisconnect`.
+pub(crate) fn detach<F>(fenced: Pin<Box<Fenced<F>>>, shared: Arc<Shared>)
+where
+    F: Future + Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        drop(fenced);
+        shared.dropped_with_request();
+        return;
+    };
+    shared.disconnect();
+    let task = Detached { fenced, shared };
+    match task.shared.drain() {
+        Some(drain) => drop(drain.tracker().clone().spawn_on(task, &runtime)),
+        None => drop(runtime.spawn(task)),
     }
 }
 
-impl<F> Detached<F> {
-    pub(crate) fn new(fenced: Fenced<F>, shared: Arc<Shared>) -> Self {
-        Self { fenced, shared }
-    }
+/// A detached handler's task: it reports and counts the outcome itself,
+/// and logs a panic, since nobody awaits it.
+struct Detached<F> {
+    fenced: Pin<Box<Fenced<F>>>,
+    shared: Arc<Shared>,
 }
 
 impl<F: Future> Future for Detached<F> {
-    type Output = TaskOutput<F::Output>;
+    type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let fenced = this.fenced;
-        let shared = &**this.shared;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
         // Unwind safe: after a panic the fence is never polled again.
-        match catch_unwind(AssertUnwindSafe(|| fenced.poll(cx))) {
+        match catch_unwind(AssertUnwindSafe(|| this.fenced.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(outcome)) => {
-                shared.settle(outcome.as_ref().err());
-                Poll::Ready((!shared.is_disconnected()).then_some(outcome))
+                this.shared.settle(outcome.as_ref().err());
+                Poll::Ready(())
             }
             Err(panic) => {
-                shared.panicked();
-                if !shared.is_disconnected() {
-                    // Raised again in the request's future, by the
-                    // `JoinHandle`.
-                    resume_unwind(panic);
-                }
+                this.shared.panicked();
                 tracing::error!(
                     target: "fencing_tower::server",
                     panic = panic_message(&*panic),
                     "detached handler panicked after its client went away"
                 );
-                Poll::Ready(None)
+                Poll::Ready(())
             }
         }
     }

@@ -74,14 +74,17 @@
 //!   with the request, where it stands. The layer records the drop as the
 //!   reason `client_disconnected` ([`FenceLayer::on_cancel`], status `499`
 //!   for logs and metrics).
-//! - [`Detach { grace }`](Disposition::Detach) runs the handler in a task of
-//!   its own. When hyper drops the request, `client_disconnected` fires in
-//!   the handler's context: the handler sees it cooperatively
-//!   (`current().is_cancelled()`, `current().cancelled().await`, an inner
-//!   fence's `cancelled_by`), a [`protect`](fencing::protect) section
-//!   completes its commit, and the task is dropped only once `grace` has
-//!   passed. A panic in the handler is raised again in the request's future
-//!   while hyper still holds it, and logged (`tracing`, `ERROR`) otherwise.
+//! - [`Detach { grace }`](Disposition::Detach) keeps the handler alive
+//!   when hyper drops the request. The handler runs where hyper polls it,
+//!   as usual, until then (boxed, so that it can move); when its client
+//!   goes away it moves to a task of its own, spawned then and only for
+//!   such requests, and `client_disconnected` fires in its context: the
+//!   handler sees it cooperatively (`current().is_cancelled()`,
+//!   `current().cancelled().await`, an inner fence's `cancelled_by`), a
+//!   [`protect`](fencing::protect) section completes its commit, and the
+//!   task is dropped only once `grace` has passed. A panic in the handler
+//!   passes through the request's future while hyper still holds it, and is
+//!   logged (`tracing`, `ERROR`) once the handler has moved.
 //!
 //! What hyper can and cannot see:
 //!
@@ -101,7 +104,7 @@
 //!
 //! # Concurrency limits go inside
 //!
-//! With `Detach`, a request's handler outlives the request's future. A
+//! With `Detach`, a request's handler may outlive the request's future. A
 //! concurrency limit *outside* this layer counts futures, not handlers:
 //! a client that disconnects and retries frees its slot at once while its
 //! detached handler still runs, and so bypasses the limit. Put limits
@@ -132,7 +135,7 @@ use crate::drain::Drain;
 use crate::status::{status_for, Stage};
 use body::{Plain, RequestBody, RequestBodyKind, ResponseBody};
 use fencing::{Cancelled, Fencing, Token};
-use future::{Detached, ResponseFuture};
+use future::{detach, ResponseFuture};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use std::fmt;
@@ -255,10 +258,11 @@ pub enum Disposition {
     /// recorded as `client_disconnected`. Nothing is spawned.
     #[default]
     CancelOnDisconnect,
-    /// The handler runs in a task of its own: a client that goes away fires
-    /// `client_disconnected` in its context, and the task is dropped only
-    /// once `grace` has passed (`Duration::ZERO`: at once; a duration that
-    /// overflows the clock: never, it is only told).
+    /// The handler outlives its client: when the client goes away, the
+    /// handler moves to a task of its own, `client_disconnected` fires in
+    /// its context, and the task is dropped only once `grace` has passed
+    /// (`Duration::ZERO`: at once; a duration that overflows the clock:
+    /// never, it is only told). Until then it runs where hyper polls it.
     Detach {
         /// How long a handler may go on once its client has gone.
         grace: Duration,
@@ -806,10 +810,6 @@ where
         self.inner.poll_ready(cx)
     }
 
-    /// # Panics
-    ///
-    /// With [`Disposition::Detach`], panics if called outside a tokio
-    /// runtime, as `tokio::spawn` does.
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
         let received = Instant::now();
@@ -855,12 +855,7 @@ where
         match config.disposition {
             Disposition::CancelOnDisconnect => ResponseFuture::inline(fenced, shared, tracked),
             Disposition::Detach { .. } => {
-                let task = Detached::new(fenced, shared.clone());
-                let join = match &config.drain {
-                    Some(drain) => drain.tracker().spawn(task),
-                    None => tokio::spawn(task),
-                };
-                ResponseFuture::detached(join, shared, tracked)
+                ResponseFuture::attached(fenced, detach::<S::Future>, shared, tracked)
             }
         }
     }
