@@ -1,6 +1,6 @@
 //! Which gRPC status a cancellation becomes, on both sides of a call.
 //!
-//! A cancelled call is answered (by the server layer) or
+//! A cancelled call is answered (by the [server layer](crate::server)) or
 //! fails (in the client layer) with a [`Status`] whose
 //! code comes from the first reason that fired:
 //!
