@@ -7,6 +7,7 @@
     attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))
 ))]
 
+pub mod client;
 pub mod server;
 pub mod status;
 

@@ -1,7 +1,7 @@
 //! Which gRPC status a cancellation becomes, on both sides of a call.
 //!
 //! A cancelled call is answered (by the [server layer](crate::server)) or
-//! fails (in the client layer) with a [`Status`] whose
+//! fails (in the [client layer](crate::client)) with a [`Status`] whose
 //! code comes from the first reason that fired:
 //!
 //! | first reason | code | message |
@@ -24,7 +24,7 @@
 //! `DEADLINE_EXCEEDED` instead, as gRPC's core libraries and grpc-go do:
 //! `CANCELLED` means "the caller gave up", and a client that retries on
 //! `DEADLINE_EXCEEDED` but not on `CANCELLED` (or the reverse) must be able
-//! to tell them apart. The client layer also turns a
+//! to tell them apart. The [client layer](crate::client) also turns a
 //! `CANCELLED` that tonic reports once the caller's deadline has passed
 //! into `DEADLINE_EXCEEDED`.
 //!
