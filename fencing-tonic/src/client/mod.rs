@@ -259,18 +259,22 @@ where
         if self.skips(&request) {
             return ResponseFuture::skipped(self.inner.get_mut().call(request));
         }
-        let mut context = fencing::current();
+        let context = fencing::current();
         // The request's own timeout is a deadline of the call too: held
         // here, it is reported as this layer reports any deadline.
         let own = request
             .headers()
             .get(&GRPC_TIMEOUT)
             .and_then(|value| GrpcTimeout.decode(value).ok());
-        if let Some(own) = own {
-            context = context.timeout(own).code(codes::DEADLINE);
+        match own {
+            Some(own) => {
+                let context = context.timeout(own).code(codes::DEADLINE);
+                let future = context.in_scope(|| self.inner.call(request));
+                ResponseFuture::new(future, context)
+            }
+            // The inner layer reads the same context.
+            None => ResponseFuture::new(self.inner.call(request), context),
         }
-        let future = context.in_scope(|| self.inner.call(request));
-        ResponseFuture::new(future, context)
     }
 }
 
