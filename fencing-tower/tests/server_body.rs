@@ -336,3 +336,22 @@ async fn a_protocol_answers_and_ends_cut_streams_with_trailers() {
     let response = slow.oneshot(malformed).await.unwrap();
     assert_eq!(response.headers()["x-why"], "malformed");
 }
+
+#[tokio::test(start_paused = true)]
+async fn response_of_a_commit_past_the_deadline_is_delivered() {
+    // The handler's protected commit outlasts the budget: the fence waits
+    // for it, the handler answers, and its answer is delivered whole.
+    let service = ServiceBuilder::new()
+        .layer(FenceLayer::new().budget(Duration::from_secs(1)))
+        .service(service_fn(|_: Request<String>| async {
+            let _commit = fencing::protect();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                Bytes::from_static(b"committed"),
+            )))
+        }));
+    let response = service.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "committed");
+}

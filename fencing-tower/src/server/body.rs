@@ -297,6 +297,9 @@ pin_project! {
             timer: Option<Pin<Box<Sleep>>>,
             draining: Option<Pin<Box<Draining>>>,
             watch: BodyWatch,
+            // Polled once: the first poll delivers what the handler made,
+            // whatever the time (completion wins).
+            started: bool,
             ended: bool,
         },
         Empty,
@@ -335,6 +338,7 @@ impl<B: Body> ResponseBody<B> {
                 timer: None,
                 draining: None,
                 watch: BodyWatch { shared, armed },
+                started: false,
                 ended: false,
             },
         }
@@ -370,6 +374,7 @@ where
             timer,
             draining,
             watch,
+            started,
             ended,
         } = self.project().kind.project()
         else {
@@ -380,16 +385,21 @@ where
         }
         let shared = &*watch.shared;
         let end = end_of(shared);
-        // Checked before each frame, so a body that is always ready stops
-        // too; the clock is read only when there is an end to reach.
+        // Checked before each later frame, so a body that is always ready
+        // stops too; the clock is read only when there is an end to reach.
+        // The first frame is the handler's own work, done in its time (a
+        // handler may finish a protected commit past its deadline): it is
+        // delivered first, whatever the clock says.
         let passed = |end: Option<Instant>| end.is_some_and(|end| end <= Instant::now());
-        if !passed(end) {
+        if !std::mem::replace(started, true) || !passed(end) {
             // Completion wins: a frame that is ready is delivered.
             let frame = shared.fencing().in_scope(|| body.as_mut().poll_frame(cx));
             match frame {
                 Poll::Ready(Some(Ok(frame))) => {
                     if body.is_end_stream() {
-                        // Complete: hyper may drop it without polling again.
+                        // Complete: hyper may drop it without polling again,
+                        // and a poll that does finds it ended.
+                        *ended = true;
                         watch.armed = false;
                     }
                     return Poll::Ready(Some(Ok(frame)));
