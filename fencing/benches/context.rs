@@ -2,7 +2,7 @@
 //! running a fence inside a bound one.
 //!
 //! The context bound in every `bound` row is a request's declaration,
-//! `on_timeout(30s).code("budget").token(&shutdown).code("shutdown")`.
+//! `Fencing::new().timeout(30s).code("budget").token(&shutdown).code("shutdown")`.
 //!
 //! - `current() unbound`: `fencing::current()` with nothing bound (it returns
 //!   an empty `Fencing`).
@@ -22,7 +22,7 @@
 //!   not set and restored around every poll leaks between the tasks a worker
 //!   interleaves.
 //! - `fence ready body` and `fence pending once`: the fence of
-//!   `benches/fence.rs` (`on_timeout(30s).code("budget").token(&shutdown)
+//!   `benches/fence.rs` (`Fencing::new().timeout(30s).code("budget").token(&shutdown)
 //!   .code("shutdown")` around a body that is ready at once, or yields once)
 //!   run inside a bound context, against the same fence unbound. Bound, every
 //!   poll also enters and leaves the outer context.
@@ -118,7 +118,8 @@ impl Bench {
 
     /// The request's declaration, bound as the context.
     fn request(&self) -> Fencing {
-        fencing::on_timeout(BUDGET)
+        fencing::Fencing::new()
+            .timeout(BUDGET)
             .code("budget")
             .token(&self.token)
             .code("shutdown")

@@ -1,10 +1,10 @@
 //! The cost of a fence against what users write today.
 //!
-//! Each iteration declares
-//! `on_timeout(30s).code("budget").token(&shutdown).code("shutdown")` and
-//! runs a body in it, against two anchors on a tokio-util
-//! `CancellationToken`: the hand-written `tokio::select!` (body, token,
-//! `sleep(30s)`, biased) and `tokio::time::timeout(30s, select!{ body, token })`.
+//! Each iteration declares `Fencing::new().timeout(30s).code("budget")
+//! .token(&shutdown).code("shutdown")` and runs a body in it, against two
+//! anchors on a tokio-util `CancellationToken`: the hand-written
+//! `tokio::select!` (body, token, `sleep(30s)`, biased) and
+//! `tokio::time::timeout(30s, select!{ body, token })`.
 //!
 //! - `ready body`: the body is ready on its first poll (the fast path: no
 //!   allocation, no timer).

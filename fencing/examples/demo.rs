@@ -6,7 +6,7 @@
 //! Run with `cargo run --example demo`. It takes well under a second of real
 //! time.
 
-use fencing::{on_timeout, Cancelled, Token};
+use fencing::{Cancelled, Fencing, Token};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::{sleep, Instant};
@@ -47,7 +47,8 @@ async fn serve(scenario: &Scenario) -> String {
     let (client_tx, client_rx) = oneshot::channel::<()>();
 
     // The boundary declares every trigger once, each with a code.
-    let fencing = on_timeout(Duration::from_millis(120))
+    let fencing = Fencing::new()
+        .timeout(Duration::from_millis(120))
         .code("budget")
         .token(&shutdown)
         .code("shutdown")

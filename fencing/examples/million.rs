@@ -11,7 +11,7 @@
 //! driver only) the main thread spawns N tasks with `tokio::spawn`. Each task
 //! declares its triggers and runs the same body:
 //!
-//! - `fencing`: `on_timeout(30s).code("budget").token(&shutdown).code("shutdown").run(body)`
+//! - `fencing`: `Fencing::new().timeout(30s).code("budget").token(&shutdown).code("shutdown").run(body)`
 //!   on a `fencing::Token`;
 //! - `select`: `select! { biased; v = body => .., _ = token.cancelled() => .., _ = sleep(30s) => .. }`
 //!   on a tokio-util `CancellationToken`.
@@ -68,7 +68,8 @@ async fn fencing_task(
     shutdown: fencing::Token,
     gate: &'static Gate,
 ) -> Result<u64, fencing::Cancelled> {
-    fencing::on_timeout(BUDGET)
+    fencing::Fencing::new()
+        .timeout(BUDGET)
         .code("budget")
         .token(&shutdown)
         .code("shutdown")

@@ -265,7 +265,7 @@ impl<F> fmt::Debug for Bound<F> {
 /// # async fn main() {
 /// let shutdown = Token::new();
 /// shutdown.cancel();
-/// let outer = fencing::on_token(&shutdown);
+/// let outer = fencing::Fencing::new().token(&shutdown);
 /// let inside = outer.bind(detach(async { current().is_cancelled() })).await;
 /// assert!(!inside);
 /// # }

@@ -1,7 +1,8 @@
 //! [`FenceExt`]: fencing as methods on any future.
 
+use crate::context::current;
 use crate::fence::Fenced;
-use crate::fencing::{on_timeout, Fencing};
+use crate::fencing::Fencing;
 use crate::reason::Code;
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -12,29 +13,74 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use fencing::{on_timeout, FenceExt};
+/// use fencing::{FenceExt, Fencing, Token};
 /// use std::time::Duration;
 ///
 /// # async fn fetch() -> u32 { tokio::time::sleep(Duration::from_secs(9)).await; 1 }
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let err = fetch().timeout(Duration::from_secs(5), "db").await.unwrap_err();
+/// let err = fetch().fenced_timeout(Duration::from_secs(5), "db").await.unwrap_err();
 /// assert!(err.cancelled_by("db"));
 ///
-/// let budget = on_timeout(Duration::from_secs(30)).code("budget");
-/// assert_eq!(async { 2 }.fenced(budget).await.unwrap(), 2);
+/// let shutdown = Token::new();
+/// let request = Fencing::new().token(&shutdown).code("shutdown");
+/// assert_eq!(async { 2 }.fenced(request).await.unwrap(), 2);
 /// # }
 /// ```
 pub trait FenceExt: IntoFuture + Sized {
     /// Runs this future inside a fence of `fencing`: `fencing.run(self)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{FenceExt, Fencing, Token};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// shutdown.cancel();
+    /// let err = async { 1 }
+    ///     .fenced(Fencing::new().token(&shutdown).code("shutdown"))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.cancelled_by("shutdown"));
+    /// # }
+    /// ```
     fn fenced(self, fencing: Fencing) -> Fenced<Self::IntoFuture> {
         fencing.run(self)
     }
 
-    /// Runs this future under a one-off timeout with `code`:
-    /// `on_timeout(after).code(code).run(self)`.
-    fn timeout(self, after: Duration, code: impl Into<Code>) -> Fenced<Self::IntoFuture> {
-        on_timeout(after).code(code).run(self)
+    /// Runs this future inside a fence of the current context plus a
+    /// timeout with `code`: `current().timeout(after).code(code).run(self)`.
+    ///
+    /// Like every derivation it keeps the caller's triggers, so inner code
+    /// that uses it still stops on the caller's budget and shutdown, and
+    /// sees them first (DESIGN rule 12). Named apart from tokio-util's
+    /// `FutureExt::timeout`, which a `use` of both would otherwise clash with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{FenceExt, Fencing, Token};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// shutdown.cancel_with("SIGTERM");
+    /// let request = Fencing::new().token(&shutdown).code("shutdown");
+    /// let err = request
+    ///     .bind(async {
+    ///         // Called inside the binding, so it derives from it.
+    ///         async { 7 }.fenced_timeout(Duration::from_secs(5), "db").await
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.cancelled_by("shutdown"), "the caller's shutdown still applies");
+    /// # }
+    /// ```
+    fn fenced_timeout(self, after: Duration, code: impl Into<Code>) -> Fenced<Self::IntoFuture> {
+        current().timeout(after).code(code).run(self)
     }
 }
 

@@ -45,13 +45,14 @@ use tokio::time::Instant;
 /// # Examples
 ///
 /// ```
-/// use fencing::{on_timeout, Token};
+/// use fencing::{Fencing, Token};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let shutdown = Token::new();
-/// let fencing = on_timeout(Duration::from_secs(30))
+/// let fencing = Fencing::new()
+///     .timeout(Duration::from_secs(30))
 ///     .code("budget")
 ///     .token(&shutdown)
 ///     .code("shutdown");
@@ -956,90 +957,4 @@ impl fmt::Debug for Fencing {
             .field("triggers", &codes)
             .finish()
     }
-}
-
-/// A `Fencing` with one relative timeout, anchored now. Same as
-/// `Fencing::new().timeout(after)`.
-///
-/// # Examples
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
-/// use std::time::Duration;
-///
-/// let err = fencing::on_timeout(Duration::from_millis(10))
-///     .code("budget")
-///     .run(tokio::time::sleep(Duration::from_secs(1)))
-///     .await
-///     .unwrap_err();
-/// assert!(err.cancelled_by("budget"));
-/// # }
-/// ```
-#[must_use]
-#[inline]
-pub fn on_timeout(after: Duration) -> Fencing {
-    Fencing::new().timeout(after)
-}
-
-/// A `Fencing` with one absolute deadline. Same as
-/// `Fencing::new().deadline(at)`.
-///
-/// # Examples
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
-/// use tokio::time::Instant;
-///
-/// let past = fencing::on_deadline(Instant::now());
-/// assert!(past.is_cancelled(), "a deadline that has passed has fired");
-/// # }
-/// ```
-#[must_use]
-pub fn on_deadline(at: Instant) -> Fencing {
-    Fencing::new().deadline(at)
-}
-
-/// A `Fencing` with one token. Same as `Fencing::new().token(token)`.
-///
-/// # Examples
-///
-/// ```
-/// let shutdown = fencing::Token::new();
-/// let fencing = fencing::on_token(&shutdown).code("shutdown");
-/// shutdown.cancel();
-/// assert!(fencing.is_cancelled());
-/// ```
-#[must_use]
-#[inline]
-pub fn on_token(token: &Token) -> Fencing {
-    Fencing::new().token(token)
-}
-
-/// A `Fencing` with one future trigger. Same as
-/// `Fencing::new().future(future)`.
-///
-/// # Examples
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
-/// use std::time::Duration;
-///
-/// let err = fencing::on_future(tokio::time::sleep(Duration::from_secs(1)))
-///     .code("tick")
-///     .run(std::future::pending::<()>())
-///     .await
-///     .unwrap_err();
-/// assert!(err.cancelled_by("tick") && err.is_future());
-/// # }
-/// ```
-#[must_use]
-pub fn on_future<F>(future: F) -> Fencing
-where
-    F: IntoFuture,
-    F::IntoFuture: Send + 'static,
-{
-    Fencing::new().future(future)
 }

@@ -27,14 +27,15 @@
 //! fence reports every one that fired:
 //!
 //! ```
-//! use fencing::{on_timeout, Token};
+//! use fencing::{Fencing, Token};
 //! use std::time::Duration;
 //!
 //! # async fn fetch() -> u32 { tokio::time::sleep(Duration::from_secs(60)).await; 1 }
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let shutdown = Token::new();
-//! let fencing = on_timeout(Duration::from_secs(30))
+//! let fencing = Fencing::new()
+//!     .timeout(Duration::from_secs(30))
 //!     .code("budget")
 //!     .token(&shutdown)
 //!     .code("shutdown");
@@ -79,10 +80,10 @@
 //!
 //! | trigger | declared with | reason kind | message |
 //! |---|---|---|---|
-//! | relative timeout | [`Fencing::timeout`], [`on_timeout`] | [`ReasonKind::Timeout`] | `timed out after 5s` |
-//! | absolute deadline | [`Fencing::deadline`], [`on_deadline`] | [`ReasonKind::Deadline`] | `deadline exceeded` |
-//! | token | [`Fencing::token`], [`on_token`] | [`ReasonKind::Token`] | the token's message |
-//! | any future | [`Fencing::future`], [`on_future`]; [`Fencing::future_with`] | [`ReasonKind::Future`] | `trigger future completed`; the message given |
+//! | relative timeout | [`Fencing::timeout`] | [`ReasonKind::Timeout`] | `timed out after 5s` |
+//! | absolute deadline | [`Fencing::deadline`] | [`ReasonKind::Deadline`] | `deadline exceeded` |
+//! | token | [`Fencing::token`] | [`ReasonKind::Token`] | the token's message |
+//! | any future | [`Fencing::future`], [`Fencing::future_with`] | [`ReasonKind::Future`] | `trigger future completed`; the message given |
 //! | a fence handle | [`Fencing::handle`] | [`ReasonKind::Token`] or a time kind | the handle's message, or as for time |
 //! | OS signal (`signal`) | [`Fencing::signal`] | [`ReasonKind::Signal`] | `received SIGTERM` |
 //! | polled condition | [`Fencing::condition`], [`Fencing::condition_async`] | [`ReasonKind::Condition`] | `condition met` |
@@ -196,7 +197,7 @@ pub use crate::ext::FenceExt;
 #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 pub use crate::fence::FencedStream;
 pub use crate::fence::{Fenced, WaitForFencing};
-pub use crate::fencing::{on_deadline, on_future, on_timeout, on_token, Fencing};
+pub use crate::fencing::Fencing;
 pub use crate::handle::FenceHandle;
 pub use crate::reason::{Code, Message, Reason, ReasonKind};
 pub use crate::registry::{OperationId, OperationInfo, Registry};

@@ -63,7 +63,8 @@ where
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let stop = Token::new();
-/// let steps = fencing::on_token(&stop)
+/// let steps = fencing::Fencing::new()
+///     .token(&stop)
 ///     .bind(async {
 ///         stop.cancel();
 ///         fencing::spawn_blocking(|| {

@@ -12,7 +12,7 @@
 
 mod support;
 
-use fencing::{current, on_deadline, on_token, protect, Code, FenceHandle, Fencing, Token};
+use fencing::{current, protect, Code, FenceHandle, Fencing, Token};
 use futures_test::task::{new_count_waker, noop_context};
 use std::any::Any;
 use std::future::{pending, poll_fn, Future};
@@ -112,9 +112,9 @@ async fn bad_input_duration_max_timeout() {
     assert_eq!(fencing.remaining(), None);
     assert!(!fencing.is_cancelled());
     assert_eq!(
-        fencing::on_timeout(Duration::MAX).effective_deadline(),
+        Fencing::new().timeout(Duration::MAX).effective_deadline(),
         None,
-        "on_timeout too"
+        "declared alone too"
     );
 
     // It never replaces a real deadline.
@@ -391,7 +391,7 @@ async fn bad_input_deadline_far_in_the_past() {
     );
     assert_eq!(fencing.remaining(), Some(Duration::ZERO), "saturating");
     assert!(fencing.is_cancelled(), "already fired");
-    assert!(on_deadline(past).is_cancelled());
+    assert!(Fencing::new().deadline(past).is_cancelled());
 
     let gate = Probe::default();
     gate.open();
@@ -439,7 +439,7 @@ fn bad_input_deadline_before_the_runtime_started() {
         time::advance(Duration::from_secs(1)).await;
         assert!(before < Instant::now());
 
-        let fencing = on_deadline(before).code("stale");
+        let fencing = Fencing::new().deadline(before).code("stale");
         assert!(fencing.is_cancelled(), "already fired");
         assert_eq!(fencing.remaining(), Some(Duration::ZERO));
         let gate = Probe::default();
@@ -746,7 +746,7 @@ async fn bad_input_cancel_after_every_waiter_is_gone() {
     {
         let mut borrowed = pin!(token.cancelled());
         let mut owned = pin!(token.clone().cancelled_owned());
-        let mut fencing = pin!(on_token(&token).cancelled());
+        let mut fencing = pin!(Fencing::new().token(&token).cancelled());
         assert!(borrowed.as_mut().poll(&mut cx).is_pending());
         assert!(owned.as_mut().poll(&mut cx).is_pending());
         assert!(fencing.as_mut().poll(&mut cx).is_pending());
@@ -846,7 +846,8 @@ async fn bad_input_empty_code() {
     // Not declared anywhere: asking for "" is simply false.
     let other = Token::new();
     other.cancel();
-    let err = on_token(&other)
+    let err = Fencing::new()
+        .token(&other)
         .code("x")
         .run(pending::<()>())
         .await
@@ -891,7 +892,8 @@ async fn bad_input_code_with_nothing_before_it() {
     assert_eq!(codes(err.reasons()), ["tight"]);
 
     // Twice in a row: the second replaces the first.
-    let err = on_token(&token)
+    let err = Fencing::new()
+        .token(&token)
         .code("a")
         .code("b")
         .run(pending::<()>())
@@ -903,7 +905,8 @@ async fn bad_input_code_with_nothing_before_it() {
     let top = current().code("x");
     assert!(!top.is_cancelled());
     assert_eq!(top.effective_deadline(), None);
-    let inner = on_token(&token)
+    let inner = Fencing::new()
+        .token(&token)
         .code("outer")
         .bind(async {
             current()
@@ -934,7 +937,7 @@ fn spawn_fenced_waiter(
 ) {
     let (registered_tx, registered_rx) = tokio::sync::oneshot::channel();
     let (outcome_tx, outcome_rx) = mpsc::channel();
-    let fenced = on_token(token).code("stop").run(async move {
+    let fenced = Fencing::new().token(token).code("stop").run(async move {
         let _on_drop = on_body_drop;
         pending::<()>().await;
     });
@@ -1124,7 +1127,7 @@ fn bad_input_fenced_polled_after_completion() {
     // After `Err`.
     let token = Token::new();
     token.cancel();
-    let mut cancelled = hand(on_token(&token).run(async { 1 }));
+    let mut cancelled = hand(Fencing::new().token(&token).run(async { 1 }));
     assert!(assert_ready!(cancelled.poll()).is_err());
     let text = again(panic::catch_unwind(AssertUnwindSafe(|| {
         let _ = cancelled.poll();
@@ -1132,7 +1135,7 @@ fn bad_input_fenced_polled_after_completion() {
     assert_eq!(text, "`Fenced` polled after completion");
 
     // `Fencing::cancelled` is a fence too.
-    let mut waited = hand(on_token(&token).cancelled());
+    let mut waited = hand(Fencing::new().token(&token).cancelled());
     let _ = assert_ready!(waited.poll());
     let text = again(panic::catch_unwind(AssertUnwindSafe(|| {
         let _ = waited.poll();
@@ -1183,7 +1186,10 @@ fn bad_input_cancel_child_of_dropped_parent() {
 
     let late = child.child();
     let (waker, woken) = new_count_waker();
-    let mut fenced = pin!(on_token(&grandchild).code("g").run(pending::<()>()));
+    let mut fenced = pin!(Fencing::new()
+        .token(&grandchild)
+        .code("g")
+        .run(pending::<()>()));
     assert!(fenced
         .as_mut()
         .poll(&mut Context::from_waker(&waker))
@@ -1207,12 +1213,14 @@ fn bad_input_deadline_fence_polled_without_runtime() {
     let mut cx = noop_context();
 
     // No timer is needed: a ready body, a pre-fired deadline, a token.
-    let mut ready = pin!(on_deadline(Instant::now() + Duration::from_secs(5)).run(async { 7 }));
+    let mut ready = pin!(Fencing::new()
+        .deadline(Instant::now() + Duration::from_secs(5))
+        .run(async { 7 }));
     assert!(matches!(ready.as_mut().poll(&mut cx), Poll::Ready(Ok(7))));
     let mut fired = pin!(Fencing::new().timeout(Duration::ZERO).run(pending::<()>()));
     assert!(matches!(fired.as_mut().poll(&mut cx), Poll::Ready(Err(_))));
     let token = Token::new();
-    let mut waiting = pin!(on_token(&token).run(pending::<()>()));
+    let mut waiting = pin!(Fencing::new().token(&token).run(pending::<()>()));
     assert!(waiting.as_mut().poll(&mut cx).is_pending());
     token.cancel();
     assert!(matches!(
@@ -1266,7 +1274,7 @@ fn bad_input_fence_polled_on_another_runtime_after_its_own_shut_down() {
             .token(&token)
             .run(pending::<()>()),
     );
-    let mut untimed = Box::pin(on_token(&token).run(pending::<()>()));
+    let mut untimed = Box::pin(Fencing::new().token(&token).run(pending::<()>()));
     let a = Builder::new_current_thread().enable_time().build().unwrap();
     a.block_on(poll_fn(|cx| {
         assert!(
@@ -1339,7 +1347,7 @@ fn bad_input_fenced_stream_polled_after_end() {
     assert!(!ended.is_interrupted());
 
     let token = Token::new();
-    let mut stopped = pin!(on_token(&token).stream(Items(vec![3, 2])));
+    let mut stopped = pin!(Fencing::new().token(&token).stream(Items(vec![3, 2])));
     assert_eq!(stopped.as_mut().poll_next(&mut cx), Poll::Ready(Some(2)));
     token.cancel();
     for _ in 0..3 {
@@ -1357,7 +1365,8 @@ async fn bad_input_protect_outside_a_fence() {
     // Nothing to protect: no fence here, a binding is not a fence, and a
     // task spawned from a fenced body is not dropped by the fence.
     assert!(!protect().is_protecting());
-    let bound = on_token(&token)
+    let bound = Fencing::new()
+        .token(&token)
         .bind(async { protect().is_protecting() })
         .await;
     assert!(!bound);

@@ -445,3 +445,40 @@ async fn effective_deadline_moving_a_deadline_is_reflected_at_once() {
         (Some(Duration::from_secs(30)), Some(Duration::from_secs(2)))
     );
 }
+
+/// Issue 13: the short forms derive from the context, so inner code that
+/// uses them still sees the caller's triggers, innermost first (rule 12).
+#[tokio::test(start_paused = true)]
+async fn short_forms_keep_context() {
+    use fencing::FenceExt;
+
+    let shutdown = Token::new();
+    let request = Fencing::new()
+        .timeout(Duration::from_secs(30))
+        .code("budget")
+        .token(&shutdown)
+        .code("shutdown");
+    let answer = request
+        .run(async {
+            let query = async {
+                tokio::task::yield_now().await;
+                shutdown.cancel_with("SIGTERM");
+                pending::<&str>().await
+            };
+            let fenced = query.fenced_timeout(Duration::from_secs(5), "db");
+            assert_eq!(
+                fenced.fencing().remaining(),
+                Some(Duration::from_secs(5)),
+                "the tighter of the budget and the short form's timeout"
+            );
+            match fenced.await {
+                // The inner fence sees the shutdown first, with its code,
+                // and the handler can still answer.
+                Err(cancelled) if cancelled.cancelled_by("shutdown") => "503: shutting down",
+                Err(cancelled) => panic!("the wrong trigger fired: {cancelled}"),
+                Ok(never) => never,
+            }
+        })
+        .await;
+    assert_eq!(answer.unwrap(), "503: shutting down");
+}

@@ -8,7 +8,7 @@
 
 mod support;
 
-use fencing::{on_token, Fencing, ReasonKind, Token};
+use fencing::{Fencing, ReasonKind, Token};
 use std::future::{pending, Future};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -108,7 +108,10 @@ fn inspect_before_await_pre_cancelled_token() {
 fn inspect_before_await_token_cancelled_after_arming() {
     let token = Token::new();
     let probe = Probe::default();
-    let fenced = on_token(&token).code("shutdown").run(probe.body());
+    let fenced = Fencing::new()
+        .token(&token)
+        .code("shutdown")
+        .run(probe.body());
     assert!(!fenced.is_cancelled());
 
     token.cancel();
@@ -650,7 +653,12 @@ fn panics_pass_through_on_first_poll() {
     let token = Token::new();
     let probe = Probe::default();
     probe.explode();
-    let mut task = hand(on_token(&token).code("shutdown").run(probe.body()));
+    let mut task = hand(
+        Fencing::new()
+            .token(&token)
+            .code("shutdown")
+            .run(probe.body()),
+    );
 
     let payload = panic::catch_unwind(AssertUnwindSafe(|| task.poll())).unwrap_err();
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"body exploded"));
@@ -663,7 +671,7 @@ fn panics_pass_through_on_first_poll() {
 
     drop(task);
     assert!(token.cancel());
-    assert!(on_token(&token).code("shutdown").is_cancelled());
+    assert!(Fencing::new().token(&token).code("shutdown").is_cancelled());
 }
 
 #[derive(Debug, PartialEq)]
@@ -905,7 +913,8 @@ fn nothing_leaks_fast_path_registers_nothing() {
 #[tokio::test(start_paused = true)]
 async fn nothing_leaks_across_many_fences() {
     let token = Token::new();
-    let fencing = on_token(&token)
+    let fencing = Fencing::new()
+        .token(&token)
         .code("shutdown")
         .timeout(Duration::from_secs(3600));
 

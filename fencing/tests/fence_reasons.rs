@@ -7,7 +7,7 @@
 
 mod support;
 
-use fencing::{on_timeout, Fencing, ReasonKind, Token};
+use fencing::{Fencing, ReasonKind, Token};
 use std::future::{pending, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -53,7 +53,8 @@ async fn reasons_timeout() {
     assert_eq!(err.to_string(), "cancelled: budget: timed out after 5s");
 
     // Without a code, and with a sub-second duration.
-    let err = on_timeout(Duration::from_millis(250))
+    let err = Fencing::new()
+        .timeout(Duration::from_millis(250))
         .run(pending::<()>())
         .await
         .unwrap_err();

@@ -1,6 +1,6 @@
 //! tokio-util interop both ways, and the `FenceExt` methods.
 
-use fencing::{on_timeout, FenceExt, Token};
+use fencing::{FenceExt, Fencing, Token};
 use std::time::Duration;
 
 #[cfg(feature = "tokio-util")]
@@ -67,13 +67,15 @@ mod tokio_util_interop {
 #[tokio::test(start_paused = true)]
 async fn future_ext_timeout_with_a_code() {
     let err = tokio::time::sleep(Duration::from_secs(10))
-        .timeout(Duration::from_secs(5), "db")
+        .fenced_timeout(Duration::from_secs(5), "db")
         .await
         .unwrap_err();
     assert!(err.cancelled_by("db"));
     assert_eq!(err.reason().message(), "timed out after 5s");
 
-    let fast = async { 7 }.timeout(Duration::from_secs(5), "db").await;
+    let fast = async { 7 }
+        .fenced_timeout(Duration::from_secs(5), "db")
+        .await;
     assert_eq!(fast.unwrap(), 7);
 }
 
@@ -81,7 +83,12 @@ async fn future_ext_timeout_with_a_code() {
 async fn future_ext_fenced_delegates_to_run() {
     let stop = Token::new();
     stop.cancel();
-    let fenced = async { 1 }.fenced(on_timeout(Duration::from_secs(1)).token(&stop).code("stop"));
+    let fenced = async { 1 }.fenced(
+        Fencing::new()
+            .timeout(Duration::from_secs(1))
+            .token(&stop)
+            .code("stop"),
+    );
     assert!(
         fenced.is_cancelled(),
         "the same Fenced as Fencing::run returns"

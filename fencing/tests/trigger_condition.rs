@@ -1,6 +1,6 @@
 //! Polled conditions and AND composition.
 
-use fencing::{on_timeout, on_token, Fencing, ReasonKind, Token};
+use fencing::{Fencing, ReasonKind, Token};
 use std::future::pending;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -168,8 +168,8 @@ async fn all_of_fires_only_when_every_part_has_fired() {
     let data = Token::new();
     let fencing = Fencing::new()
         .all_of([
-            on_timeout(Duration::from_secs(1)).code("min"),
-            on_token(&data).code("data"),
+            Fencing::new().timeout(Duration::from_secs(1)).code("min"),
+            Fencing::new().token(&data).code("data"),
         ])
         .code("both");
     let mut fenced = task::spawn(fencing.run(pending::<()>()));
@@ -195,8 +195,8 @@ async fn all_of_time_triggers_inside_work() {
     let started = Instant::now();
     let err = Fencing::new()
         .all_of([
-            on_timeout(Duration::from_millis(500)),
-            on_token(&data),
+            Fencing::new().timeout(Duration::from_millis(500)),
+            Fencing::new().token(&data),
             Fencing::new()
                 .condition(Duration::from_millis(300), || true)
                 .unwrap(),

@@ -24,7 +24,8 @@ pub(crate) async fn fenced<F: Future<Output = u64>>(
     shutdown: &Token,
     body: F,
 ) -> Result<u64, Cancelled> {
-    fencing::on_timeout(BUDGET)
+    fencing::Fencing::new()
+        .timeout(BUDGET)
         .code("budget")
         .token(shutdown)
         .code("shutdown")

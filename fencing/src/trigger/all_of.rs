@@ -20,7 +20,7 @@ impl Fencing {
     /// # Examples
     ///
     /// ```
-    /// use fencing::{on_timeout, on_token, Fencing, Token};
+    /// use fencing::{Fencing, Token};
     /// use std::time::Duration;
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -28,8 +28,8 @@ impl Fencing {
     /// let data_ready = Token::new();
     /// let fencing = Fencing::new()
     ///     .all_of([
-    ///         on_timeout(Duration::from_secs(1)).code("min"),
-    ///         on_token(&data_ready).code("data"),
+    ///         Fencing::new().timeout(Duration::from_secs(1)).code("min"),
+    ///         Fencing::new().token(&data_ready).code("data"),
     ///     ])
     ///     .code("done");
     ///
