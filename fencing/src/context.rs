@@ -13,82 +13,41 @@
 //! or wrap a future with [`current().bind(fut)`](Fencing::bind) before
 //! handing it to a `JoinSet` or a `TaskTracker`.
 
-use crate::fencing::Fencing;
-use crate::sync::lock;
+use crate::declaration::Fencing;
 use pin_project_lite::pin_project;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-
-/// What the code running on this thread sees.
-struct Ambient {
-    fencing: RefCell<Fencing>,
-    /// The protection scope of each fence whose body is being polled on this
-    /// thread, innermost last; `None` until a guard is first taken in it.
-    fences: RefCell<Vec<Option<Arc<Scope>>>>,
-}
+use std::task::{Context, Poll};
 
 thread_local! {
-    static AMBIENT: Ambient = const {
-        Ambient {
-            fencing: RefCell::new(Fencing::new()),
-            fences: RefCell::new(Vec::new()),
-        }
-    };
+    /// The `Fencing` the code running on this thread sees.
+    static AMBIENT: RefCell<Fencing> = const { RefCell::new(Fencing::empty()) };
 }
 
 /// Runs `f` with `*fencing` as the context, then restores the previous one,
 /// even if `f` panics. `*fencing` is moved into the thread-local and back, so
-/// entering costs no clone. A fence also passes its protection `scope`,
-/// which is pushed for the duration of `f` (see [`protect`]).
-pub(crate) fn enter<R>(
-    fencing: &mut Fencing,
-    scope: Option<&mut Option<Arc<Scope>>>,
-    f: impl FnOnce() -> R,
-) -> R {
-    struct Restore<'a> {
-        fencing: &'a mut Fencing,
-        scope: Option<&'a mut Option<Arc<Scope>>>,
-    }
+/// entering costs no clone.
+pub(crate) fn enter<R>(fencing: &mut Fencing, f: impl FnOnce() -> R) -> R {
+    struct Restore<'a>(&'a mut Fencing);
 
     impl Drop for Restore<'_> {
         fn drop(&mut self) {
             // Cannot fail: a `Restore` exists only after `enter` reached the
             // thread-local on this thread, which is still running.
-            let _ = AMBIENT.try_with(|ambient| {
-                std::mem::swap(&mut *ambient.fencing.borrow_mut(), self.fencing);
-                if let Some(scope) = self.scope.as_deref_mut() {
-                    *scope = ambient.fences.borrow_mut().pop().flatten();
-                }
-            });
+            let _ = AMBIENT.try_with(|ambient| std::mem::swap(&mut *ambient.borrow_mut(), self.0));
         }
     }
 
-    let mut scope = scope;
-    let mut pushed = scope.as_deref_mut().map(Option::take);
-    let entered = AMBIENT.try_with(|ambient| {
-        std::mem::swap(&mut *ambient.fencing.borrow_mut(), fencing);
-        if let Some(pushed) = pushed.take() {
-            ambient.fences.borrow_mut().push(pushed);
-        }
-    });
-    match entered {
+    match AMBIENT.try_with(|ambient| std::mem::swap(&mut *ambient.borrow_mut(), fencing)) {
         Ok(()) => {
-            let _restore = Restore { fencing, scope };
+            let _restore = Restore(fencing);
             f()
         }
         // The thread-local is gone only while the thread is being torn down;
         // then the code runs without a context.
-        Err(_) => {
-            if let (Some(scope), Some(pushed)) = (scope, pushed) {
-                *scope = pushed;
-            }
-            f()
-        }
+        Err(_) => f(),
     }
 }
 
@@ -123,71 +82,8 @@ pub(crate) fn enter<R>(
 #[must_use]
 pub fn current() -> Fencing {
     AMBIENT
-        .try_with(|ambient| ambient.fencing.borrow().derived())
+        .try_with(|ambient| ambient.borrow().derived())
         .unwrap_or_default()
-}
-
-impl Fencing {
-    /// Binds this `Fencing` to `future` as its context: while `future` is
-    /// polled, [`current`] returns this `Fencing`. Binding never cancels
-    /// anything; only a fence ([`run`](Self::run)) does. Nested bindings
-    /// override the outer one and restore it afterwards.
-    ///
-    /// Equivalent to:
-    ///
-    /// ```ignore
-    /// async fn bind<F: IntoFuture>(self, future: F) -> F::Output;
-    /// ```
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fencing::{current, Fencing, Token};
-    ///
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() {
-    /// let shutdown = Token::new();
-    /// shutdown.cancel();
-    ///
-    /// // The token has fired, but a binding does not cancel: the write runs.
-    /// let written = Fencing::new()
-    ///     .token(&shutdown)
-    ///     .bind(async { current().is_cancelled() })
-    ///     .await;
-    /// assert!(written, "the inner code can see the cancellation");
-    /// # }
-    /// ```
-    pub fn bind<F: std::future::IntoFuture>(self, future: F) -> Bound<F::IntoFuture> {
-        Bound {
-            future: future.into_future(),
-            fencing: self.into_derived(),
-        }
-    }
-}
-
-impl Fencing {
-    /// Runs the closure `f` with this `Fencing` as its context, and returns
-    /// what it returns: [`bind`](Self::bind) for synchronous code, such as
-    /// a tower `Service::call` that builds the future it returns. Like a
-    /// binding, it never cancels anything.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fencing::{current, Fencing};
-    /// use std::time::Duration;
-    ///
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() {
-    /// let request = Fencing::new().timeout(Duration::from_secs(2));
-    /// let seen = request.in_scope(|| current().remaining());
-    /// assert_eq!(seen, Some(Duration::from_secs(2)));
-    /// assert_eq!(current().remaining(), None, "restored afterwards");
-    /// # }
-    /// ```
-    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        enter(&mut self.derived(), None, f)
-    }
 }
 
 pin_project! {
@@ -207,6 +103,10 @@ pin_project! {
 }
 
 impl<F> Bound<F> {
+    pub(crate) fn new(fencing: Fencing, future: F) -> Self {
+        Self { future, fencing }
+    }
+
     /// The `Fencing` bound to the future.
     ///
     /// # Examples
@@ -239,7 +139,7 @@ impl<F: Future> Future for Bound<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let future = this.future;
-        enter(this.fencing, None, || future.poll(cx))
+        enter(this.fencing, || future.poll(cx))
     }
 }
 
@@ -271,145 +171,11 @@ impl<F> fmt::Debug for Bound<F> {
 /// # }
 /// ```
 pub fn detach<F: std::future::IntoFuture>(future: F) -> Bound<F::IntoFuture> {
-    Fencing::new().bind(future)
+    Bound::new(Fencing::empty(), future.into_future())
 }
 
 /// Runs a blocking closure with `fencing` as its context.
 #[cfg(feature = "rt")]
 pub(crate) fn enter_sync<R>(mut fencing: Fencing, f: impl FnOnce() -> R) -> R {
-    enter(&mut fencing, None, f)
-}
-
-/// The protection scope of one fence: how many guards are alive in its body,
-/// and the fence's waker to call when the last one goes.
-#[derive(Debug, Default)]
-pub(crate) struct Scope {
-    guards: AtomicUsize,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Scope {
-    /// Returns `true` if a guard is alive; then `waker` is woken when the last
-    /// guard is dropped.
-    pub(crate) fn is_protected(&self, waker: &Waker) -> bool {
-        if self.guards.load(Ordering::SeqCst) == 0 {
-            return false;
-        }
-        let replaced = lock(&self.waker).replace(waker.clone());
-        // Dropped after the lock is released (a waker's drop may run code).
-        drop(replaced);
-        // Checked again after the waker is stored: a guard dropped in between
-        // either finds the waker, or is seen gone here.
-        self.guards.load(Ordering::SeqCst) > 0
-    }
-
-    fn release(&self) {
-        if self.guards.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let waker = lock(&self.waker).take();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
-    }
-}
-
-/// Takes a protection guard: until it is dropped, no enclosing fence drops
-/// its body. Triggers that fire meanwhile are recorded; the fence drops the
-/// body at its first poll after the last guard is released, unless the body
-/// has completed by then (then the fence returns its value and still reports
-/// the triggers as fired).
-///
-/// This is the commit point that drop-cancellation otherwise lacks, and
-/// Rust's answer to cancel safety in `select!`: take a guard around a section
-/// that must not be cut in half, such as a transaction that has begun
-/// committing, or a streaming proxy draining the final usage frame. Guards
-/// nest, may be held across `.await`s and are `Send`. The section should be
-/// short: while it runs, the fence's triggers wait.
-///
-/// A guard protects every fence whose body is being polled where it is
-/// taken, the innermost and all around it, since an outer fence dropping its
-/// body would cut the section just the same. Outside any fence, and in a task
-/// spawned from a fenced body, it protects nothing: such a task is not
-/// dropped by the fence.
-///
-/// # Examples
-///
-/// ```
-/// use fencing::{protect, Fencing, Token};
-/// use std::time::Duration;
-///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
-/// let shutdown = Token::new();
-/// let fencing = Fencing::new().token(&shutdown).code("shutdown");
-///
-/// let outcome = fencing
-///     .run(async {
-///         let commit = protect();
-///         shutdown.cancel(); // fires mid-commit...
-///         tokio::time::sleep(Duration::from_millis(5)).await;
-///         drop(commit); // ...and is honoured only here
-///         tokio::time::sleep(Duration::from_secs(1)).await;
-///         "never reached"
-///     })
-///     .await;
-/// assert!(outcome.unwrap_err().cancelled_by("shutdown"));
-/// # }
-/// ```
-#[must_use = "the section is protected only while the guard is alive"]
-pub fn protect() -> ProtectGuard {
-    let scopes = AMBIENT
-        .try_with(|ambient| {
-            ambient
-                .fences
-                .borrow_mut()
-                .iter_mut()
-                .map(|scope| {
-                    let scope = scope.get_or_insert_with(Arc::default);
-                    scope.guards.fetch_add(1, Ordering::SeqCst);
-                    Arc::clone(scope)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ProtectGuard { scopes }
-}
-
-/// Defers the hard cancel of the enclosing fences while alive. Created by
-/// [`protect`].
-#[derive(Debug)]
-#[must_use = "the section is protected only while the guard is alive"]
-pub struct ProtectGuard {
-    scopes: Vec<Arc<Scope>>,
-}
-
-impl ProtectGuard {
-    /// Returns `true` if the guard protects at least one fence, that is, if
-    /// it was taken inside a fenced body.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// assert!(!fencing::protect().is_protecting(), "no fence here");
-    /// let inside = fencing::Fencing::new()
-    ///     .run(async { fencing::protect().is_protecting() })
-    ///     .await
-    ///     .unwrap();
-    /// assert!(inside);
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn is_protecting(&self) -> bool {
-        !self.scopes.is_empty()
-    }
-}
-
-impl Drop for ProtectGuard {
-    fn drop(&mut self) {
-        for scope in &self.scopes {
-            scope.release();
-        }
-    }
+    enter(&mut fencing, f)
 }

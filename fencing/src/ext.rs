@@ -1,8 +1,8 @@
 //! [`FenceExt`]: fencing as methods on any future.
 
 use crate::context::current;
+use crate::declaration::Fencing;
 use crate::fence::Fenced;
-use crate::fencing::Fencing;
 use crate::reason::Code;
 use std::future::IntoFuture;
 use std::time::Duration;

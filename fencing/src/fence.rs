@@ -1,8 +1,9 @@
 //! The fence: one armed use of a [`Fencing`] around one future.
 
-use crate::context::{enter, Scope};
+use crate::context;
+use crate::declaration::Fencing;
 use crate::error::Cancelled;
-use crate::fencing::Fencing;
+use crate::protect::{self, Scope};
 use crate::reason::{Code, Reason};
 use crate::registry::Operation;
 use crate::time::{deadline_after, timer_deadline};
@@ -451,8 +452,8 @@ impl<F: Future> Future for Fenced<F> {
         };
         // The body runs with the fence's `Fencing` as its context.
         let armed = &mut *this.armed;
-        let polled = enter(&mut armed.fencing, Some(&mut armed.scope), || {
-            future.poll(cx)
+        let polled = protect::enter(&mut armed.scope, || {
+            context::enter(&mut armed.fencing, || future.poll(cx))
         });
         if let Poll::Ready(output) = polled {
             this.armed.complete(this.timer);
@@ -797,7 +798,7 @@ impl Armed {
         // With a policy, only what the fence recorded counts: peeking would
         // consult the policy more than once per reason.
         let live = self.state != State::Done && !self.fencing.has_policy();
-        let passed = |time: &crate::time::TimeTrigger| match self.state {
+        let passed = |time: &crate::trigger::TimeTrigger| match self.state {
             State::Fresh => time.has_passed(Instant::now()),
             State::Running => self.timer_elapsed(timer),
             State::Done => false,

@@ -1,120 +1,24 @@
-//! The [`Fencing`] builder: an immutable declaration of triggers.
+//! The [`Fencing`] builder: every public method of `Fencing`, each a short
+//! delegation to the constructor of its trigger (`trigger/`), to the fence
+//! (`fence/`) or to the context. The data it builds is in `declaration.rs`.
 
-use crate::fence::Fenced;
+use crate::context::{self, Bound};
+use crate::declaration::{Fencing, Last, Policy};
+use crate::error::Cancelled;
+#[cfg(feature = "stream")]
+use crate::fence::FencedStream;
+use crate::fence::{Fenced, WaitForFencing};
 use crate::handle::FenceHandle;
 use crate::reason::{Code, Message, Reason};
 use crate::registry::Registry;
-use crate::time::{deadline_after, TimeTrigger};
 use crate::token::Token;
-use crate::trigger::{FutureSource, Source, Trigger, Triggers};
-use std::borrow::Cow;
-use std::fmt;
-use std::future::IntoFuture;
-use std::panic::{RefUnwindSafe, UnwindSafe};
+#[cfg(feature = "signal")]
+use crate::trigger::Signal;
+use crate::trigger::{self, BoxFuture, Source, TimeTrigger, Trigger, Verdict, ZeroInterval};
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// A declaration of every reason some work may be stopped for: a timeout, a
-/// deadline, tokens, futures, each with an optional [`Code`].
-///
-/// A `Fencing` does nothing by itself. [`run`](Self::run) arms it around a
-/// future, the *fence*, which drops that future as soon as a trigger fires
-/// and reports every [`Reason`](crate::Reason) that fired.
-///
-/// Building is by value: each step returns a new `Fencing` with one more
-/// trigger, and [`code`](Self::code) labels the trigger declared just before
-/// it. Deriving adds triggers, never removes them. Cloning is cheap (a few
-/// reference counts) and clones are independent.
-///
-/// # Time triggers merge
-///
-/// All time triggers collapse into one deadline: a strictly earlier one
-/// replaces the current one together with its code; an equal or later one is
-/// ignored, and so is a `code` that follows it. A relative
-/// [`timeout`](Self::timeout) is anchored when it is declared, not when the
-/// fence runs, so a budget declared in middleware counts from there. A
-/// duration too large to add to the clock means "no deadline"; a deadline
-/// that has already passed means "already fired".
-///
-/// # Other triggers never merge
-///
-/// Each token or future trigger arms on its own. The same token declared
-/// under two codes is reported under both when it is cancelled.
-///
-/// # Examples
-///
-/// ```
-/// use fencing::{Fencing, Token};
-/// use std::time::Duration;
-///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
-/// let shutdown = Token::new();
-/// let fencing = Fencing::new()
-///     .timeout(Duration::from_secs(30))
-///     .code("budget")
-///     .token(&shutdown)
-///     .code("shutdown");
-///
-/// let slow = tokio::time::sleep(Duration::from_secs(60));
-/// match fencing.run(slow).await {
-///     Ok(()) => unreachable!(),
-///     Err(cancelled) if cancelled.cancelled_by("shutdown") => unreachable!(),
-///     Err(cancelled) => {
-///         assert!(cancelled.cancelled_by("budget"));
-///         assert_eq!(cancelled.reason().message(), "timed out after 30s");
-///     }
-/// }
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct Fencing {
-    deadline: Option<TimeTrigger>,
-    triggers: Triggers,
-    last: Last,
-    /// What few fences use, behind one pointer so that the common
-    /// `Fencing` stays small to move, clone and bind.
-    extra: Option<Arc<Extra>>,
-}
-
-#[derive(Clone, Default)]
-struct Extra {
-    grace: Option<Duration>,
-    /// Grace periods by code, overriding `grace` for reasons with that
-    /// code; one entry per code, the shortest declared.
-    grace_by_code: Vec<(Code, Duration)>,
-    policy: Option<Policy>,
-    registration: Option<(Registry, Code)>,
-}
-
-/// Decides, once per fired reason, whether it cancels.
-///
-/// Asserted unwind safe so that `Fencing` stays `UnwindSafe` whatever the
-/// closure captures: a policy is only ever called, and a panic in it leaves
-/// no state of ours half-updated (the reason stays unrecorded).
-#[derive(Clone)]
-struct Policy(Arc<dyn Fn(&Reason) -> bool + Send + Sync>);
-
-impl UnwindSafe for Policy {}
-impl RefUnwindSafe for Policy {}
-
-impl Default for Fencing {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// What [`Fencing::code`] labels: the trigger declared just before it.
-#[derive(Clone, Copy, Debug)]
-enum Last {
-    /// Nothing, or a time trigger that lost the merge or overflowed.
-    Nothing,
-    /// The time trigger that is now the deadline.
-    Time,
-    /// The last entry of `triggers`.
-    Trigger,
-}
 
 impl Fencing {
     /// An empty `Fencing`: no triggers, never fires.
@@ -131,23 +35,7 @@ impl Fencing {
     #[must_use]
     #[inline]
     pub const fn new() -> Self {
-        Self {
-            deadline: None,
-            triggers: Triggers::Empty,
-            last: Last::Nothing,
-            extra: None,
-        }
-    }
-
-    /// A clone to derive from: a `code` right after it labels nothing,
-    /// instead of relabelling the last trigger of the original.
-    pub(crate) fn derived(&self) -> Self {
-        self.clone().into_derived()
-    }
-
-    pub(crate) fn into_derived(mut self) -> Self {
-        self.last = Last::Nothing;
-        self
+        Self::empty()
     }
 
     /// Adds a relative timeout, anchored now: it fires `after` from the
@@ -176,8 +64,7 @@ impl Fencing {
     #[must_use]
     #[inline]
     pub fn timeout(self, after: Duration) -> Self {
-        let at = deadline_after(Instant::now(), after);
-        self.merge_time(at, Some(after))
+        self.merge_time(TimeTrigger::timeout(after))
     }
 
     /// Adds an absolute deadline on tokio's clock.
@@ -207,23 +94,22 @@ impl Fencing {
     #[must_use]
     #[inline]
     pub fn deadline(self, at: Instant) -> Self {
-        self.merge_time(Some(at), None)
+        self.merge_time(Some(TimeTrigger::deadline(at)))
     }
 
+    /// Tightest time wins: `time` replaces the deadline if it is strictly
+    /// earlier; an equal or later one, or none (an overflow), is dropped
+    /// with the `code` that may follow it.
     #[inline]
-    fn merge_time(mut self, at: Option<Instant>, after: Option<Duration>) -> Self {
+    fn merge_time(mut self, time: Option<TimeTrigger>) -> Self {
         self.last = Last::Nothing;
-        let Some(at) = at else { return self };
+        let Some(time) = time else { return self };
         if self
             .deadline
             .as_ref()
-            .map_or(true, |current| at < current.at)
+            .map_or(true, |current| time.at < current.at)
         {
-            self.deadline = Some(TimeTrigger {
-                at,
-                after,
-                code: None,
-            });
+            self.deadline = Some(time);
             self.last = Last::Time;
         }
         self
@@ -250,7 +136,7 @@ impl Fencing {
     #[must_use]
     #[inline]
     pub fn token(self, token: &Token) -> Self {
-        self.push(Source::Token(token.node().clone()))
+        self.push(trigger::token(token))
     }
 
     /// Adds any future as a trigger: the fence fires when it completes, for
@@ -293,11 +179,7 @@ impl Fencing {
         F: IntoFuture,
         F::IntoFuture: Send + 'static,
     {
-        let future = future.into_future();
-        self.trigger(Box::pin(async move {
-            future.await;
-            Reason::future(None)
-        }))
+        self.push_future(trigger::future(future.into_future()))
     }
 
     /// Like [`future`](Self::future), with `message` as the reason's
@@ -329,17 +211,13 @@ impl Fencing {
         F: IntoFuture,
         F::IntoFuture: Send + 'static,
     {
-        let future = future.into_future();
-        let message = message.into();
-        self.trigger(Box::pin(async move {
-            future.await;
-            Reason::future_with(message)
-        }))
+        self.push_future(trigger::future_with(future.into_future(), message.into()))
     }
 
-    /// Adds a trigger that fires with the reason `future` resolves to.
-    pub(crate) fn trigger(self, future: crate::trigger::BoxFuture) -> Self {
-        self.push(Source::Future(FutureSource::new(future)))
+    /// Adds a trigger that fires with the reason `future` resolves to,
+    /// shared by every fence run from this `Fencing` and its clones.
+    fn push_future(self, future: BoxFuture) -> Self {
+        self.push(Source::future(future))
     }
 
     /// Arms a [`FenceHandle`]: it can cancel the fences run from this
@@ -367,12 +245,12 @@ impl Fencing {
     /// ```
     #[must_use]
     pub fn handle(self, handle: &FenceHandle) -> Self {
-        self.push(Source::Handle(handle.inner().clone()))
+        self.push(Source::handle(handle))
     }
 
     #[inline]
     fn push(mut self, source: Source) -> Self {
-        self.triggers.push(Trigger { source, code: None });
+        self.triggers.push(Trigger::new(source, None));
         self.last = Last::Trigger;
         self
     }
@@ -472,35 +350,6 @@ impl Fencing {
             Some(Policy(first)) => Arc::new(move |reason: &Reason| first(reason) && policy(reason)),
         }));
         self
-    }
-
-    fn extra(&self) -> Option<&Extra> {
-        self.extra.as_deref()
-    }
-
-    fn extra_mut(&mut self) -> &mut Extra {
-        Arc::make_mut(self.extra.get_or_insert_with(Arc::default))
-    }
-
-    pub(crate) fn with_registration(mut self, registry: Registry, name: Code) -> Self {
-        self.last = Last::Nothing;
-        self.extra_mut().registration = Some((registry, name));
-        self
-    }
-
-    pub(crate) fn registration(&self) -> Option<&(Registry, Code)> {
-        self.extra()?.registration.as_ref()
-    }
-
-    pub(crate) fn has_policy(&self) -> bool {
-        self.extra().is_some_and(|extra| extra.policy.is_some())
-    }
-
-    /// Whether `reason` may cancel: the policy's verdict, or `true`.
-    pub(crate) fn accepts(&self, reason: &Reason) -> bool {
-        self.extra()
-            .and_then(|extra| extra.policy.as_ref())
-            .map_or(true, |policy| (policy.0)(reason))
     }
 
     /// Makes the cancel two-phase: when a trigger fires, the body is not
@@ -661,32 +510,6 @@ impl Fencing {
         self.grace_of(Some(&code))
     }
 
-    /// The grace period a reason with `code` (or none) gets, as declared.
-    fn grace_of(&self, code: Option<&Code>) -> Option<Duration> {
-        let extra = self.extra()?;
-        code.and_then(|code| {
-            extra
-                .grace_by_code
-                .iter()
-                .find(|(c, _)| c == code)
-                .map(|(_, grace)| *grace)
-        })
-        .or(extra.grace)
-    }
-
-    /// Whether any grace period is declared, fence-wide or for a code.
-    pub(crate) fn has_grace(&self) -> bool {
-        self.extra()
-            .is_some_and(|extra| extra.grace.is_some() || !extra.grace_by_code.is_empty())
-    }
-
-    /// The grace period a fence waits out for `reason`; a zero one is none
-    /// at all, so the body is dropped in the poll that sees the trigger.
-    pub(crate) fn grace_for_reason(&self, reason: &Reason) -> Option<Duration> {
-        self.grace_of(reason.code())
-            .filter(|grace| !grace.is_zero())
-    }
-
     /// Waits until any trigger fires, and returns what fired. Resolves at
     /// once if one has fired already; never resolves for a `Fencing` without
     /// triggers. For a body in the grace period of a two-phase cancel:
@@ -719,13 +542,13 @@ impl Fencing {
     ///
     /// This method is cancel safe: dropping the future releases its
     /// registrations and loses nothing.
-    pub fn cancelled(mut self) -> crate::fence::WaitForFencing {
+    pub fn cancelled(mut self) -> WaitForFencing {
         if self.has_grace() {
             let extra = self.extra_mut();
             extra.grace = None;
             extra.grace_by_code.clear();
         }
-        crate::fence::WaitForFencing::new(self)
+        WaitForFencing::new(self)
     }
 
     /// Runs `stream` inside a fence: items flow until a trigger fires, then
@@ -736,8 +559,8 @@ impl Fencing {
     /// See [`FencedStream`](crate::FencedStream).
     #[cfg(feature = "stream")]
     #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
-    pub fn stream<S: futures_core::Stream>(self, stream: S) -> crate::FencedStream<S> {
-        crate::FencedStream::new(self, stream)
+    pub fn stream<S: futures_core::Stream>(self, stream: S) -> FencedStream<S> {
+        FencedStream::new(self, stream)
     }
 
     /// The deadline in effect: the tightest of the declared time triggers,
@@ -763,29 +586,6 @@ impl Fencing {
     #[must_use]
     pub fn effective_deadline(&self) -> Option<Instant> {
         self.time().map(|time| time.at)
-    }
-
-    /// The deadline in effect and the trigger that set it: the one a
-    /// [`FenceHandle`] moved it to, if any handle was rescheduled (the
-    /// earliest of them), else the tightest declared time trigger.
-    pub(crate) fn time(&self) -> Option<Cow<'_, TimeTrigger>> {
-        let mut rescheduled = None;
-        for trigger in self.triggers() {
-            if let Source::Handle(handle) = &trigger.source {
-                if let Some(time) = handle.time_trigger(trigger.code.as_ref()) {
-                    let current: &mut Option<TimeTrigger> = rescheduled.get_or_insert(None);
-                    if let Some(time) = time {
-                        if current.as_ref().map_or(true, |c| time.at < c.at) {
-                            *current = Some(time);
-                        }
-                    }
-                }
-            }
-        }
-        match rescheduled {
-            Some(time) => time.map(Cow::Owned),
-            None => self.deadline.as_ref().map(Cow::Borrowed),
-        }
     }
 
     /// The budget left before the deadline in effect, saturating at zero, or
@@ -873,8 +673,8 @@ impl Fencing {
     ///
     /// # Errors
     ///
-    /// [`Cancelled`](crate::Cancelled) with every reason that has fired.
-    pub fn check(&self) -> Result<(), crate::Cancelled> {
+    /// [`Cancelled`] with every reason that has fired.
+    pub fn check(&self) -> Result<(), Cancelled> {
         let deadline = self
             .time()
             .filter(|time| time.has_passed(Instant::now()))
@@ -886,7 +686,7 @@ impl Fencing {
         if reasons.is_empty() {
             Ok(())
         } else {
-            Err(crate::Cancelled::new(reasons))
+            Err(Cancelled::new(reasons))
         }
     }
 
@@ -932,29 +732,277 @@ impl Fencing {
         Fenced::new(self, body.into_future())
     }
 
-    #[inline]
-    pub(crate) fn triggers(&self) -> &[Trigger] {
-        self.triggers.as_slice()
+    /// Registers every fence run from this `Fencing` in `registry` under
+    /// `name`, while it runs; see [`Registry`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Registry`].
+    #[must_use]
+    pub fn register(mut self, registry: &Registry, name: impl Into<Code>) -> Self {
+        self.last = Last::Nothing;
+        self.extra_mut().registration = Some((registry.clone(), name.into()));
+        self
     }
-}
 
-impl fmt::Debug for Fencing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let codes: Vec<_> = self
-            .triggers()
-            .iter()
-            .map(|t| {
-                let kind = match t.source {
-                    Source::Token(_) => "token",
-                    Source::Future(_) => "future",
-                    Source::Handle(_) => "handle",
-                };
-                (kind, t.code.clone())
-            })
+    /// Binds this `Fencing` to `future` as its context: while `future` is
+    /// polled, [`current`](crate::current) returns this `Fencing`. Binding never cancels
+    /// anything; only a fence ([`run`](Self::run)) does. Nested bindings
+    /// override the outer one and restore it afterwards.
+    ///
+    /// Equivalent to:
+    ///
+    /// ```ignore
+    /// async fn bind<F: IntoFuture>(self, future: F) -> F::Output;
+    /// ```
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{current, Fencing, Token};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// shutdown.cancel();
+    ///
+    /// // The token has fired, but a binding does not cancel: the write runs.
+    /// let written = Fencing::new()
+    ///     .token(&shutdown)
+    ///     .bind(async { current().is_cancelled() })
+    ///     .await;
+    /// assert!(written, "the inner code can see the cancellation");
+    /// # }
+    /// ```
+    pub fn bind<F: std::future::IntoFuture>(self, future: F) -> Bound<F::IntoFuture> {
+        Bound::new(self.into_derived(), future.into_future())
+    }
+
+    /// Runs the closure `f` with this `Fencing` as its context, and returns
+    /// what it returns: [`bind`](Self::bind) for synchronous code, such as
+    /// a tower `Service::call` that builds the future it returns. Like a
+    /// binding, it never cancels anything.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{current, Fencing};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let request = Fencing::new().timeout(Duration::from_secs(2));
+    /// let seen = request.in_scope(|| current().remaining());
+    /// assert_eq!(seen, Some(Duration::from_secs(2)));
+    /// assert_eq!(current().remaining(), None, "restored afterwards");
+    /// # }
+    /// ```
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        context::enter(&mut self.derived(), f)
+    }
+
+    /// Adds a polled condition: `predicate` is evaluated every `every` on
+    /// the runtime (no thread per check), and the trigger fires when it
+    /// returns `true`. It is a [`Condition`](crate::ReasonKind::Condition) reason
+    /// with the message `"condition met"`.
+    ///
+    /// The first check is one interval after a fence first waits on it;
+    /// like every shared trigger, it is evaluated only while some fence run
+    /// from this `Fencing` (or a clone) is waiting. A late check is delayed,
+    /// never bunched up.
+    ///
+    /// A predicate that panics, or returns `Err`, fires the condition with
+    /// the message `"condition panicked: …"` or `"condition failed: …"`: a
+    /// guard that can no longer be evaluated no longer guards the work, so
+    /// the fence stops it and says why (hother's cancelable logs and keeps
+    /// polling instead, which leaves the work running unguarded).
+    ///
+    /// # Errors
+    ///
+    /// [`ZeroInterval`] if `every` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), fencing::ZeroInterval> {
+    /// let queue_depth = Arc::new(AtomicU32::new(0));
+    /// let depth = queue_depth.clone();
+    /// let fencing = Fencing::new()
+    ///     .condition(Duration::from_millis(100), move || depth.load(Ordering::Relaxed) > 1_000)?
+    ///     .code("overload");
+    ///
+    /// queue_depth.store(5_000, Ordering::Relaxed);
+    /// let err = fencing.run(std::future::pending::<()>()).await.unwrap_err();
+    /// assert!(err.cancelled_by("overload"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn condition<P, V>(self, every: Duration, predicate: P) -> Result<Self, ZeroInterval>
+    where
+        P: FnMut() -> V + Send + 'static,
+        V: Verdict,
+    {
+        trigger::condition(every, predicate).map(|future| self.push_future(future))
+    }
+
+    /// Adds a polled condition with an async predicate: like
+    /// [`condition`](Self::condition), awaiting `predicate()` every `every`.
+    /// A panic while it is polled, or an `Err`, fires the condition as for a
+    /// synchronous predicate.
+    ///
+    /// # Errors
+    ///
+    /// [`ZeroInterval`] if `every` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::time::Duration;
+    ///
+    /// async fn upstream_healthy() -> Result<bool, std::io::Error> {
+    ///     Err(std::io::Error::other("connection refused"))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), fencing::ZeroInterval> {
+    /// let err = Fencing::new()
+    ///     .condition_async(Duration::from_secs(1), || async {
+    ///         upstream_healthy().await.map(|healthy| !healthy)
+    ///     })?
+    ///     .code("upstream")
+    ///     .run(std::future::pending::<()>())
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.reason().message(), "condition failed: connection refused");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn condition_async<P, F>(self, every: Duration, predicate: P) -> Result<Self, ZeroInterval>
+    where
+        P: FnMut() -> F + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Verdict,
+    {
+        trigger::condition_async(every, predicate).map(|future| self.push_future(future))
+    }
+
+    /// Adds an OS signal as a trigger. Its reason is a
+    /// [`Signal`](crate::ReasonKind::Signal) with the message `"received SIGTERM"`
+    /// (and so on).
+    ///
+    /// The listener is registered with tokio's signal driver when a fence
+    /// first waits on it; a signal that arrives before then is not seen by
+    /// this trigger. If registering fails (no signal driver), the trigger
+    /// never fires.
+    ///
+    /// # Caveats
+    ///
+    /// As with [`tokio::signal`], once a listener for a signal is registered,
+    /// that signal no longer has its default effect (such as terminating the
+    /// process) for the whole process, for as long as the process runs, even
+    /// after the fence is gone. Only declare signals the application means
+    /// to handle.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fencing::{Fencing, Signal};
+    ///
+    /// # async fn serve() {}
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// let fencing = Fencing::new().signal(Signal::Interrupt).code("ctrl-c");
+    /// if let Err(cancelled) = fencing.run(serve()).await {
+    ///     eprintln!("stopped: {cancelled}"); // "stopped: cancelled: ctrl-c: received SIGINT"
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "signal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+    #[must_use]
+    pub fn signal(self, signal: Signal) -> Self {
+        self.push_future(trigger::signal(signal))
+    }
+
+    /// Adds a trigger that fires once every part has fired, each part being
+    /// a `Fencing` that fires when any of its own triggers does (so "a
+    /// minimum time has elapsed AND the data is ready" is two parts). Time
+    /// triggers inside the parts work as anywhere else. OR needs no
+    /// combinator: it is what a `Fencing` already is.
+    ///
+    /// The reason is an [`AllOf`](crate::ReasonKind::AllOf) whose message names
+    /// every part's reasons, in the order of the parts: `"all of: min: timed
+    /// out after 1s; data: trigger future completed"`. With no parts it fires
+    /// at once (all of nothing has happened).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let data_ready = Token::new();
+    /// let fencing = Fencing::new()
+    ///     .all_of([
+    ///         Fencing::new().timeout(Duration::from_secs(1)).code("min"),
+    ///         Fencing::new().token(&data_ready).code("data"),
+    ///     ])
+    ///     .code("done");
+    ///
+    /// data_ready.cancel_with("ready");
+    /// let started = tokio::time::Instant::now();
+    /// let err = fencing.run(std::future::pending::<()>()).await.unwrap_err();
+    /// assert_eq!(started.elapsed(), Duration::from_secs(1), "waited for both");
+    /// assert!(err.cancelled_by("done"));
+    /// assert_eq!(err.reason().message(), "all of: min: timed out after 1s; data: ready");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn all_of(self, parts: impl IntoIterator<Item = Self>) -> Self {
+        let waits = parts
+            .into_iter()
+            .map(|part| Box::pin(part.cancelled()))
             .collect();
-        f.debug_struct("Fencing")
-            .field("deadline", &self.deadline)
-            .field("triggers", &codes)
-            .finish()
+        self.push_future(trigger::all_of(waits))
+    }
+
+    /// Adds a tokio-util [`CancellationToken`](tokio_util::sync::CancellationToken) as a trigger, so code already
+    /// written against tokio-util joins in. Its reason is a
+    /// [`Token`](crate::ReasonKind::Token) with the message `"cancellation
+    /// token cancelled"` (a `CancellationToken` carries no reason of its own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let legacy = CancellationToken::new();
+    /// legacy.cancel();
+    /// let err = Fencing::new()
+    ///     .cancellation_token(&legacy)
+    ///     .code("legacy")
+    ///     .run(std::future::pending::<()>())
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.cancelled_by("legacy") && err.is_token());
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
+    #[must_use]
+    pub fn cancellation_token(self, token: &tokio_util::sync::CancellationToken) -> Self {
+        self.push_future(trigger::cancellation_token(token))
     }
 }

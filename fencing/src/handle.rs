@@ -2,7 +2,7 @@
 
 use crate::reason::{Message, Reason};
 use crate::sync::lock;
-use crate::time::{deadline_after, TimeTrigger};
+use crate::time::deadline_after;
 use crate::token::tree::Node;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -217,7 +217,7 @@ impl FenceHandle {
     /// ```
     #[must_use]
     pub fn deadline(&self) -> Option<Instant> {
-        self.inner.schedule().flatten().map(|s| s.at)
+        self.inner.schedule().flatten().map(|(at, _)| at)
     }
 }
 
@@ -226,20 +226,12 @@ impl Inner {
         &self.node
     }
 
-    fn schedule(&self) -> Option<Option<Schedule>> {
-        *lock(&self.schedule)
-    }
-
-    /// `None` if never rescheduled; else the time trigger the handle sets
-    /// (itself `None` for "no deadline"), under `code`.
-    pub(crate) fn time_trigger(&self, code: Option<&crate::Code>) -> Option<Option<TimeTrigger>> {
-        self.schedule().map(|schedule| {
-            schedule.map(|s| TimeTrigger {
-                at: s.at,
-                after: s.after,
-                code: code.cloned(),
-            })
-        })
+    /// `None` if never rescheduled; else the deadline the last reschedule
+    /// set and, for a relative one, its length (itself `None` for "no
+    /// deadline").
+    #[allow(clippy::type_complexity)] // read once, by `trigger`
+    pub(crate) fn schedule(&self) -> Option<Option<(Instant, Option<Duration>)>> {
+        lock(&self.schedule).map(|schedule| schedule.map(|s| (s.at, s.after)))
     }
 }
 

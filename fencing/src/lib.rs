@@ -165,6 +165,7 @@
 
 mod context;
 mod debug;
+mod declaration;
 #[doc = include_str!("../docs/guide.md")]
 pub mod guide {}
 #[doc = include_str!("../docs/bad_input.md")]
@@ -174,9 +175,8 @@ mod ext;
 mod fence;
 mod fencing;
 mod handle;
-#[cfg(feature = "tokio-util")]
-mod interop;
 mod loom;
+mod protect;
 mod reason;
 mod registry;
 mod slab;
@@ -187,18 +187,19 @@ mod time;
 mod token;
 mod trigger;
 
-pub use crate::context::{current, detach, protect, Bound, ProtectGuard};
+pub use crate::context::{current, detach, Bound};
 #[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub use crate::debug::{__live_counts, LiveCounts};
+pub use crate::declaration::Fencing;
 pub use crate::error::Cancelled;
 pub use crate::ext::FenceExt;
 #[cfg(feature = "stream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 pub use crate::fence::FencedStream;
 pub use crate::fence::{Fenced, WaitForFencing};
-pub use crate::fencing::Fencing;
 pub use crate::handle::FenceHandle;
+pub use crate::protect::{protect, ProtectGuard};
 pub use crate::reason::{Code, Message, Reason, ReasonKind};
 pub use crate::registry::{OperationId, OperationInfo, Registry};
 #[cfg(feature = "rt")]

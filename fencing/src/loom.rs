@@ -3,7 +3,8 @@
 //! the loom models (`RUSTFLAGS="--cfg loom"`, tests only), where they come
 //! from [`loom`](https://docs.rs/loom) so that loom explores every
 //! interleaving of their operations (STYLE rule 19, after tokio-util's
-//! `src/loom.rs`). The models are in `src/token/tests/`; `.ci/loom` runs them.
+//! `src/loom.rs`). The models are in `src/token/tests/` and
+//! `src/trigger/tests/`; `.ci/loom` runs them.
 //!
 //! In a normal build this module is nothing but `pub(crate) use std::…`:
 //! the engine compiles to exactly what it was, `is_cancelled` is one acquire
@@ -128,4 +129,29 @@ pub(crate) mod sync {
             }
         }
     }
+}
+
+/// Runs `f` under loom, with a preemption bound of 2 unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise (unbounded runs take hours), and
+/// reports how many executions it explored (seen with `--nocapture`). Shared
+/// by the models of the token tree and of the shared future trigger.
+#[cfg(all(test, loom))]
+#[track_caller]
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&executions);
+    builder.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    eprintln!(
+        "{}: {} executions (preemption bound {:?})",
+        std::panic::Location::caller(),
+        executions.load(std::sync::atomic::Ordering::Relaxed),
+        builder.preemption_bound,
+    );
 }

@@ -1,7 +1,6 @@
 //! [`Registry`]: the running operations of a service, listed and cancelled by
 //! id or name: the admin endpoint.
 
-use crate::fencing::Fencing;
 use crate::reason::{Code, Message, Reason};
 use crate::sync::lock;
 use crate::token::tree::Node;
@@ -17,7 +16,7 @@ use tokio::time::Instant;
 /// name matches, with a reason.
 ///
 /// A fence whose `Fencing` was declared with
-/// [`register`](Fencing::register) enters the registry when it starts (its
+/// [`register`](crate::Fencing::register) enters the registry when it starts (its
 /// first poll) and leaves when it ends, whatever the outcome, and when it is
 /// dropped. Fences that do not register pay nothing. A cancellation through
 /// the registry is a [`Token`](crate::ReasonKind::Token) reason with the code
@@ -323,18 +322,5 @@ impl Drop for Operation {
         self.node.deregister(&mut self.key);
         let entry = lock(&self.registry.inner.operations).remove(&self.id);
         drop(entry);
-    }
-}
-
-impl Fencing {
-    /// Registers every fence run from this `Fencing` in `registry` under
-    /// `name`, while it runs; see [`Registry`].
-    ///
-    /// # Examples
-    ///
-    /// See [`Registry`].
-    #[must_use]
-    pub fn register(self, registry: &Registry, name: impl Into<Code>) -> Self {
-        self.with_registration(registry.clone(), name.into())
     }
 }

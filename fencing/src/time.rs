@@ -3,7 +3,6 @@
 //! All time goes through `tokio::time::Instant`, so a paused test clock
 //! governs every deadline.
 
-use crate::reason::{Code, Reason};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -22,30 +21,6 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 /// thirty years from `now` if that is sooner.
 pub(crate) fn timer_deadline(at: Instant, now: Instant) -> Instant {
     deadline_after(now, FAR_FUTURE).map_or(at, |far| at.min(far))
-}
-
-/// The one deadline a `Fencing` keeps: the tightest of its time triggers,
-/// with the code and kind of the trigger that set it.
-#[derive(Clone, Debug)]
-pub(crate) struct TimeTrigger {
-    pub(crate) at: Instant,
-    /// `Some` for a relative timeout (its declared length), `None` for an
-    /// absolute deadline.
-    pub(crate) after: Option<Duration>,
-    pub(crate) code: Option<Code>,
-}
-
-impl TimeTrigger {
-    pub(crate) fn has_passed(&self, now: Instant) -> bool {
-        self.at <= now
-    }
-
-    pub(crate) fn reason(&self) -> Reason {
-        match self.after {
-            Some(after) => Reason::timeout(after, self.code.clone()),
-            None => Reason::deadline(self.code.clone()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -365,6 +365,31 @@ impl Token {
         DropGuardRef::new(self, message.into())
     }
 
+    /// A tokio-util [`CancellationToken`](tokio_util::sync::CancellationToken)
+    /// that is cancelled when this token is (at once if it is already), for
+    /// handing to code written against tokio-util. Cancelling the
+    /// `CancellationToken` does not cancel this token: the bridge goes one
+    /// way, like a child.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let token = fencing::Token::new();
+    /// let legacy = token.to_cancellation_token();
+    /// assert!(!legacy.is_cancelled());
+    /// token.cancel();
+    /// assert!(legacy.is_cancelled());
+    /// ```
+    #[cfg(feature = "tokio-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
+    #[must_use]
+    pub fn to_cancellation_token(&self) -> tokio_util::sync::CancellationToken {
+        let bridge = tokio_util::sync::CancellationToken::new();
+        let cancel = bridge.clone();
+        self.on_cancel(move |_| cancel.cancel()).detach();
+        bridge
+    }
+
     /// Test and debugging aid, not covered by semver: the number of live
     /// children registered with this token.
     #[doc(hidden)]

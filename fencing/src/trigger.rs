@@ -1,22 +1,40 @@
-//! Triggers other than time: what a fence arms besides its one deadline.
+//! The triggers a [`Fencing`](crate::Fencing) declares besides its time
+//! triggers: each one a *slot* that a fence arms.
 //!
-//! Each trigger is a node of the token engine. A token trigger is the
-//! token's own node; a future trigger owns a parentless node that it cancels
-//! when its future completes. A fence therefore waits on every non-time
-//! trigger the same way, and reads every reason from a node.
+//! Every slot is a node of the token engine with the code it was declared
+//! under. A token trigger is the token's own node; a future trigger owns a
+//! parentless node that it cancels when its future completes; a
+//! [`FenceHandle`](crate::FenceHandle) has a node for its cancellation and,
+//! once rescheduled, a deadline of its own; a fence's registry entry (not
+//! declared here, but armed the same way) has a node the registry cancels.
+//! A fence therefore waits on every slot the same way and reads every reason
+//! from a node. The files below hold each kind's constructor.
 
 mod all_of;
 mod condition;
 mod future;
 #[cfg(feature = "signal")]
 mod signal;
+#[cfg(all(test, loom))]
+mod tests;
+mod time;
+mod token;
 
 pub use condition::{Verdict, ZeroInterval};
 #[cfg(feature = "signal")]
 pub use signal::{Shutdown, Signal};
 
-pub(crate) use future::{BoxFuture, FutureSource};
+pub(crate) use all_of::all_of;
+pub(crate) use condition::{condition, condition_async};
+pub(crate) use future::{future, future_with, BoxFuture, FutureSource};
+#[cfg(feature = "signal")]
+pub(crate) use signal::signal;
+pub(crate) use time::TimeTrigger;
+#[cfg(feature = "tokio-util")]
+pub(crate) use token::cancellation_token;
+pub(crate) use token::token;
 
+use crate::handle::FenceHandle;
 use crate::reason::{Code, Reason};
 use crate::token::tree::Node;
 use std::sync::Arc;
@@ -29,6 +47,18 @@ pub(crate) enum Source {
     Handle(Arc<crate::handle::Inner>),
 }
 
+impl Source {
+    /// The slot of a shared future trigger.
+    pub(crate) fn future(future: BoxFuture) -> Self {
+        Self::Future(FutureSource::new(future))
+    }
+
+    /// The slot of a handle.
+    pub(crate) fn handle(handle: &FenceHandle) -> Self {
+        Self::Handle(Arc::clone(handle.inner()))
+    }
+}
+
 /// One declared trigger with its code.
 #[derive(Clone)]
 pub(crate) struct Trigger {
@@ -37,11 +67,24 @@ pub(crate) struct Trigger {
 }
 
 impl Trigger {
+    pub(crate) fn new(source: Source, code: Option<Code>) -> Self {
+        Self { source, code }
+    }
+
     fn node(&self) -> &Node {
         match &self.source {
             Source::Token(node) => node,
             Source::Future(source) => source.node(),
             Source::Handle(handle) => handle.node(),
+        }
+    }
+
+    /// What kind of trigger it is, for `Debug`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.source {
+            Source::Token(_) => "token",
+            Source::Future(_) => "future",
+            Source::Handle(_) => "handle",
         }
     }
 
@@ -76,6 +119,21 @@ impl Trigger {
 
     pub(crate) fn deregister(&self, key: &mut Option<usize>) {
         self.node().deregister(key);
+    }
+
+    /// For a handle: `None` if never rescheduled, else the deadline it set
+    /// (itself `None` for "no deadline"), under the handle's code.
+    pub(crate) fn rescheduled(&self) -> Option<Option<TimeTrigger>> {
+        let Source::Handle(handle) = &self.source else {
+            return None;
+        };
+        handle.schedule().map(|schedule| {
+            schedule.map(|(at, after)| TimeTrigger {
+                at,
+                after,
+                code: self.code.clone(),
+            })
+        })
     }
 }
 

@@ -1,9 +1,10 @@
 //! [`FencedStream`]: a stream run inside a fence.
 
 use super::{Armed, State, Timer};
-use crate::context::enter;
+use crate::context;
+use crate::declaration::Fencing;
 use crate::error::Cancelled;
-use crate::fencing::Fencing;
+use crate::protect;
 use crate::reason::{Code, Reason};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
@@ -206,8 +207,8 @@ impl<S: Stream> Stream for FencedStream<S> {
             unreachable!("a fenced stream whose inner stream is gone is done");
         };
         let armed = &mut *this.armed;
-        let polled = enter(&mut armed.fencing, Some(&mut armed.scope), || {
-            stream.poll_next(cx)
+        let polled = protect::enter(&mut armed.scope, || {
+            context::enter(&mut armed.fencing, || stream.poll_next(cx))
         });
         match polled {
             Poll::Ready(Some(item)) => {

@@ -1,6 +1,6 @@
 //! Polled conditions as triggers.
 
-use crate::fencing::Fencing;
+use super::BoxFuture;
 use crate::reason::{Reason, ReasonKind};
 use std::fmt;
 use std::future::{poll_fn, Future};
@@ -94,120 +94,47 @@ where
     }
 }
 
-impl Fencing {
-    /// Adds a polled condition: `predicate` is evaluated every `every` on
-    /// the runtime (no thread per check), and the trigger fires when it
-    /// returns `true`. It is a [`Condition`](ReasonKind::Condition) reason
-    /// with the message `"condition met"`.
-    ///
-    /// The first check is one interval after a fence first waits on it;
-    /// like every shared trigger, it is evaluated only while some fence run
-    /// from this `Fencing` (or a clone) is waiting. A late check is delayed,
-    /// never bunched up.
-    ///
-    /// A predicate that panics, or returns `Err`, fires the condition with
-    /// the message `"condition panicked: …"` or `"condition failed: …"`: a
-    /// guard that can no longer be evaluated no longer guards the work, so
-    /// the fence stops it and says why (hother's cancelable logs and keeps
-    /// polling instead, which leaves the work running unguarded).
-    ///
-    /// # Errors
-    ///
-    /// [`ZeroInterval`] if `every` is zero.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fencing::Fencing;
-    /// use std::sync::atomic::{AtomicU32, Ordering};
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    ///
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() -> Result<(), fencing::ZeroInterval> {
-    /// let queue_depth = Arc::new(AtomicU32::new(0));
-    /// let depth = queue_depth.clone();
-    /// let fencing = Fencing::new()
-    ///     .condition(Duration::from_millis(100), move || depth.load(Ordering::Relaxed) > 1_000)?
-    ///     .code("overload");
-    ///
-    /// queue_depth.store(5_000, Ordering::Relaxed);
-    /// let err = fencing.run(std::future::pending::<()>()).await.unwrap_err();
-    /// assert!(err.cancelled_by("overload"));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn condition<P, V>(self, every: Duration, mut predicate: P) -> Result<Self, ZeroInterval>
-    where
-        P: FnMut() -> V + Send + 'static,
-        V: Verdict,
-    {
-        if every.is_zero() {
-            return Err(ZeroInterval(()));
-        }
-        Ok(self.trigger(Box::pin(every_until_fired(every, move || {
-            std::future::ready(catch_unwind(AssertUnwindSafe(|| predicate().verdict())))
-        }))))
+/// A condition polled every `every`: fires when `predicate` returns `true`
+/// (`"condition met"`), fails (`"condition failed: …"`) or panics
+/// (`"condition panicked: …"`). See [`Fencing::condition`](crate::Fencing::condition).
+pub(crate) fn condition<P, V>(every: Duration, mut predicate: P) -> Result<BoxFuture, ZeroInterval>
+where
+    P: FnMut() -> V + Send + 'static,
+    V: Verdict,
+{
+    if every.is_zero() {
+        return Err(ZeroInterval(()));
     }
+    Ok(Box::pin(every_until_fired(every, move || {
+        std::future::ready(catch_unwind(AssertUnwindSafe(|| predicate().verdict())))
+    })))
+}
 
-    /// Adds a polled condition with an async predicate: like
-    /// [`condition`](Self::condition), awaiting `predicate()` every `every`.
-    /// A panic while it is polled, or an `Err`, fires the condition as for a
-    /// synchronous predicate.
-    ///
-    /// # Errors
-    ///
-    /// [`ZeroInterval`] if `every` is zero.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fencing::Fencing;
-    /// use std::time::Duration;
-    ///
-    /// async fn upstream_healthy() -> Result<bool, std::io::Error> {
-    ///     Err(std::io::Error::other("connection refused"))
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() -> Result<(), fencing::ZeroInterval> {
-    /// let err = Fencing::new()
-    ///     .condition_async(Duration::from_secs(1), || async {
-    ///         upstream_healthy().await.map(|healthy| !healthy)
-    ///     })?
-    ///     .code("upstream")
-    ///     .run(std::future::pending::<()>())
-    ///     .await
-    ///     .unwrap_err();
-    /// assert_eq!(err.reason().message(), "condition failed: connection refused");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn condition_async<P, F>(
-        self,
-        every: Duration,
-        mut predicate: P,
-    ) -> Result<Self, ZeroInterval>
-    where
-        P: FnMut() -> F + Send + 'static,
-        F: Future + Send + 'static,
-        F::Output: Verdict,
-    {
-        if every.is_zero() {
-            return Err(ZeroInterval(()));
-        }
-        Ok(self.trigger(Box::pin(every_until_fired(every, move || {
-            let check = catch_unwind(AssertUnwindSafe(&mut predicate));
-            async move {
-                let mut check = pin!(check?);
-                poll_fn(
-                    |cx| match catch_unwind(AssertUnwindSafe(|| check.as_mut().poll(cx))) {
-                        Ok(poll) => poll.map(|v| Ok(v.verdict())),
-                        Err(payload) => std::task::Poll::Ready(Err(payload)),
-                    },
-                )
-                .await
-            }
-        }))))
+/// A condition with an async predicate, awaited every `every`. See
+/// [`Fencing::condition_async`](crate::Fencing::condition_async).
+pub(crate) fn condition_async<P, F>(
+    every: Duration,
+    mut predicate: P,
+) -> Result<BoxFuture, ZeroInterval>
+where
+    P: FnMut() -> F + Send + 'static,
+    F: Future + Send + 'static,
+    F::Output: Verdict,
+{
+    if every.is_zero() {
+        return Err(ZeroInterval(()));
     }
+    Ok(Box::pin(every_until_fired(every, move || {
+        let check = catch_unwind(AssertUnwindSafe(&mut predicate));
+        async move {
+            let mut check = pin!(check?);
+            poll_fn(
+                |cx| match catch_unwind(AssertUnwindSafe(|| check.as_mut().poll(cx))) {
+                    Ok(poll) => poll.map(|v| Ok(v.verdict())),
+                    Err(payload) => std::task::Poll::Ready(Err(payload)),
+                },
+            )
+            .await
+        }
+    })))
 }

@@ -32,11 +32,11 @@
 //! takes the future. The CAS on `state` orders B's registration (under the
 //! node's lock) before A's wake-all (which takes that lock).
 //!
-//! The loom model `token::tests::loom_future` explores this.
+//! The loom model `trigger::tests::loom_future` explores this.
 
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use crate::reason::Reason;
+use crate::reason::{Message, Reason};
 use crate::token::tree::Node;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -45,6 +45,28 @@ use std::task::{Context, Poll, Wake, Waker};
 
 /// A trigger future: it resolves with the reason the trigger fires with.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Reason> + Send>>;
+
+/// Any future as a trigger, with the message `"trigger future completed"`.
+pub(crate) fn future<F>(future: F) -> BoxFuture
+where
+    F: Future + Send + 'static,
+{
+    Box::pin(async move {
+        future.await;
+        Reason::future(None)
+    })
+}
+
+/// Any future as a trigger, with `message` of the user's.
+pub(crate) fn future_with<F>(future: F, message: Message) -> BoxFuture
+where
+    F: Future + Send + 'static,
+{
+    Box::pin(async move {
+        future.await;
+        Reason::future_with(message)
+    })
+}
 
 const IDLE: usize = 0;
 const POLLING: usize = 1;

@@ -1,6 +1,6 @@
 //! OS signals as triggers, and a process-level shutdown helper.
 
-use crate::fencing::Fencing;
+use super::BoxFuture;
 use crate::reason::{Reason, ReasonKind};
 use crate::token::Token;
 use std::fmt;
@@ -140,50 +140,19 @@ async fn first(listeners: &mut [(Signal, Listener)]) -> Signal {
     .await
 }
 
-impl Fencing {
-    /// Adds an OS signal as a trigger. Its reason is a
-    /// [`Signal`](ReasonKind::Signal) with the message `"received SIGTERM"`
-    /// (and so on).
-    ///
-    /// The listener is registered with tokio's signal driver when a fence
-    /// first waits on it; a signal that arrives before then is not seen by
-    /// this trigger. If registering fails (no signal driver), the trigger
-    /// never fires.
-    ///
-    /// # Caveats
-    ///
-    /// As with [`tokio::signal`], once a listener for a signal is registered,
-    /// that signal no longer has its default effect (such as terminating the
-    /// process) for the whole process, for as long as the process runs, even
-    /// after the fence is gone. Only declare signals the application means
-    /// to handle.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use fencing::{Fencing, Signal};
-    ///
-    /// # async fn serve() {}
-    /// # #[tokio::main]
-    /// # async fn main() {
-    /// let fencing = Fencing::new().signal(Signal::Interrupt).code("ctrl-c");
-    /// if let Err(cancelled) = fencing.run(serve()).await {
-    ///     eprintln!("stopped: {cancelled}"); // "stopped: cancelled: ctrl-c: received SIGINT"
-    /// }
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn signal(self, signal: Signal) -> Self {
-        self.trigger(Box::pin(async move {
-            match Listener::new(signal) {
-                Ok(listener) => {
-                    first(&mut [(signal, listener)]).await;
-                }
-                Err(_) => std::future::pending::<()>().await,
+/// An OS signal as a future trigger: it registers with tokio's signal
+/// driver when first polled (never firing if that fails) and fires with
+/// `"received SIGTERM"` (and so on). See [`Fencing::signal`](crate::Fencing::signal).
+pub(crate) fn signal(signal: Signal) -> BoxFuture {
+    Box::pin(async move {
+        match Listener::new(signal) {
+            Ok(listener) => {
+                first(&mut [(signal, listener)]).await;
             }
-            signal.reason()
-        }))
-    }
+            Err(_) => std::future::pending::<()>().await,
+        }
+        signal.reason()
+    })
 }
 
 /// Process-level shutdown in two steps. The first of the listened signals
@@ -194,7 +163,7 @@ impl Fencing {
 ///
 /// The signals are registered when the `Shutdown` is created, and stay
 /// registered for the life of the process; see the caveats of
-/// [`Fencing::signal`].
+/// [`Fencing::signal`](crate::Fencing::signal).
 ///
 /// # Examples
 ///

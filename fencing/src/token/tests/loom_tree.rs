@@ -8,6 +8,7 @@
 //! `src/loom.rs`), so loom's own leak check does not see nodes; the
 //! counters and wakers are loom's, so it sees those.
 
+use crate::loom::model;
 use crate::token::tree::Node;
 use crate::token::Token;
 use loom::future::block_on;
@@ -17,29 +18,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
-
-/// Runs `f` under loom, with a preemption bound of 2 unless
-/// `LOOM_MAX_PREEMPTIONS` says otherwise (unbounded runs take hours), and
-/// reports how many executions it explored (seen with `--nocapture`).
-#[track_caller]
-pub(super) fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    let executions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = Arc::clone(&executions);
-    builder.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    eprintln!(
-        "{}: {} executions (preemption bound {:?})",
-        std::panic::Location::caller(),
-        executions.load(std::sync::atomic::Ordering::Relaxed),
-        builder.preemption_bound,
-    );
-}
 
 fn message(token: &Token) -> Option<String> {
     token.reason().map(|reason| reason.message().to_owned())

@@ -5,6 +5,7 @@
 //! wakeups" argument at the top of `future.rs`). A fence left parked is a
 //! loom "deadlock".
 
+use crate::loom::model;
 use crate::reason::Reason;
 use crate::trigger::{FutureSource, Source, Trigger};
 use loom::future::block_on;
@@ -15,8 +16,6 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-
-use super::loom_tree::model;
 
 /// An event, like a oneshot's send: `fire` sets it and wakes the waker the
 /// watching future was last polled with.

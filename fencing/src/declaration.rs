@@ -1,0 +1,230 @@
+//! What a [`Fencing`] is, as data: its time triggers, its other triggers
+//! (each a slot a fence arms), and what few fences use (grace periods, a
+//! policy, a registration). The builder (`fencing.rs`) adds to it; the
+//! context holds one; the fence engine reads it. Every public method of
+//! `Fencing` is in `fencing.rs`; here are only the reads that the context
+//! and the fence need, so that neither depends on the builder.
+
+use crate::reason::{Code, Reason};
+use crate::registry::Registry;
+use crate::trigger::{TimeTrigger, Trigger, Triggers};
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A declaration of every reason some work may be stopped for: a timeout, a
+/// deadline, tokens, futures, each with an optional [`Code`].
+///
+/// A `Fencing` does nothing by itself. [`run`](Self::run) arms it around a
+/// future, the *fence*, which drops that future as soon as a trigger fires
+/// and reports every [`Reason`](crate::Reason) that fired.
+///
+/// Building is by value: each step returns a new `Fencing` with one more
+/// trigger, and [`code`](Self::code) labels the trigger declared just before
+/// it. Deriving adds triggers, never removes them. Cloning is cheap (a few
+/// reference counts) and clones are independent.
+///
+/// # Time triggers merge
+///
+/// All time triggers collapse into one deadline: a strictly earlier one
+/// replaces the current one together with its code; an equal or later one is
+/// ignored, and so is a `code` that follows it. A relative
+/// [`timeout`](Self::timeout) is anchored when it is declared, not when the
+/// fence runs, so a budget declared in middleware counts from there. A
+/// duration too large to add to the clock means "no deadline"; a deadline
+/// that has already passed means "already fired".
+///
+/// # Other triggers never merge
+///
+/// Each token or future trigger arms on its own. The same token declared
+/// under two codes is reported under both when it is cancelled.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{Fencing, Token};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let shutdown = Token::new();
+/// let fencing = Fencing::new()
+///     .timeout(Duration::from_secs(30))
+///     .code("budget")
+///     .token(&shutdown)
+///     .code("shutdown");
+///
+/// let slow = tokio::time::sleep(Duration::from_secs(60));
+/// match fencing.run(slow).await {
+///     Ok(()) => unreachable!(),
+///     Err(cancelled) if cancelled.cancelled_by("shutdown") => unreachable!(),
+///     Err(cancelled) => {
+///         assert!(cancelled.cancelled_by("budget"));
+///         assert_eq!(cancelled.reason().message(), "timed out after 30s");
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Fencing {
+    pub(crate) deadline: Option<TimeTrigger>,
+    pub(crate) triggers: Triggers,
+    /// What [`code`](Fencing::code) labels.
+    pub(crate) last: Last,
+    /// What few fences use, behind one pointer so that the common
+    /// `Fencing` stays small to move, clone and bind.
+    pub(crate) extra: Option<Arc<Extra>>,
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct Extra {
+    pub(crate) grace: Option<Duration>,
+    /// Grace periods by code, overriding `grace` for reasons with that
+    /// code; one entry per code, the shortest declared.
+    pub(crate) grace_by_code: Vec<(Code, Duration)>,
+    pub(crate) policy: Option<Policy>,
+    pub(crate) registration: Option<(Registry, Code)>,
+}
+
+/// Decides, once per fired reason, whether it cancels.
+///
+/// Asserted unwind safe so that `Fencing` stays `UnwindSafe` whatever the
+/// closure captures: a policy is only ever called, and a panic in it leaves
+/// no state of ours half-updated (the reason stays unrecorded).
+#[derive(Clone)]
+pub(crate) struct Policy(pub(crate) Arc<dyn Fn(&Reason) -> bool + Send + Sync>);
+
+impl UnwindSafe for Policy {}
+impl RefUnwindSafe for Policy {}
+
+/// What [`Fencing::code`] labels: the trigger declared just before it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Last {
+    /// Nothing, or a time trigger that lost the merge or overflowed.
+    Nothing,
+    /// The time trigger that is now the deadline.
+    Time,
+    /// The last entry of `triggers`.
+    Trigger,
+}
+
+impl Fencing {
+    /// The empty `Fencing`: no triggers, never fires.
+    pub(crate) const fn empty() -> Self {
+        Self {
+            deadline: None,
+            triggers: Triggers::Empty,
+            last: Last::Nothing,
+            extra: None,
+        }
+    }
+
+    /// A clone to derive from: a `code` right after it labels nothing,
+    /// instead of relabelling the last trigger of the original.
+    pub(crate) fn derived(&self) -> Self {
+        self.clone().into_derived()
+    }
+
+    pub(crate) fn into_derived(mut self) -> Self {
+        self.last = Last::Nothing;
+        self
+    }
+
+    #[inline]
+    pub(crate) fn triggers(&self) -> &[Trigger] {
+        self.triggers.as_slice()
+    }
+
+    /// The deadline in effect and the trigger that set it: the one a
+    /// [`FenceHandle`](crate::FenceHandle) moved it to, if any handle was
+    /// rescheduled (the earliest of them), else the tightest declared time
+    /// trigger.
+    pub(crate) fn time(&self) -> Option<Cow<'_, TimeTrigger>> {
+        let mut rescheduled = None;
+        for trigger in self.triggers() {
+            if let Some(time) = trigger.rescheduled() {
+                let current: &mut Option<TimeTrigger> = rescheduled.get_or_insert(None);
+                if let Some(time) = time {
+                    if current.as_ref().map_or(true, |c| time.at < c.at) {
+                        *current = Some(time);
+                    }
+                }
+            }
+        }
+        match rescheduled {
+            Some(time) => time.map(Cow::Owned),
+            None => self.deadline.as_ref().map(Cow::Borrowed),
+        }
+    }
+
+    pub(crate) fn extra(&self) -> Option<&Extra> {
+        self.extra.as_deref()
+    }
+
+    pub(crate) fn extra_mut(&mut self) -> &mut Extra {
+        Arc::make_mut(self.extra.get_or_insert_with(Arc::default))
+    }
+
+    pub(crate) fn registration(&self) -> Option<&(Registry, Code)> {
+        self.extra()?.registration.as_ref()
+    }
+
+    pub(crate) fn has_policy(&self) -> bool {
+        self.extra().is_some_and(|extra| extra.policy.is_some())
+    }
+
+    /// Whether `reason` may cancel: the policy's verdict, or `true`.
+    pub(crate) fn accepts(&self, reason: &Reason) -> bool {
+        self.extra()
+            .and_then(|extra| extra.policy.as_ref())
+            .map_or(true, |policy| (policy.0)(reason))
+    }
+
+    /// The grace period a reason with `code` (or none) gets, as declared.
+    pub(crate) fn grace_of(&self, code: Option<&Code>) -> Option<Duration> {
+        let extra = self.extra()?;
+        code.and_then(|code| {
+            extra
+                .grace_by_code
+                .iter()
+                .find(|(c, _)| c == code)
+                .map(|(_, grace)| *grace)
+        })
+        .or(extra.grace)
+    }
+
+    /// Whether any grace period is declared, fence-wide or for a code.
+    pub(crate) fn has_grace(&self) -> bool {
+        self.extra()
+            .is_some_and(|extra| extra.grace.is_some() || !extra.grace_by_code.is_empty())
+    }
+
+    /// The grace period a fence waits out for `reason`; a zero one is none
+    /// at all, so the body is dropped in the poll that sees the trigger.
+    pub(crate) fn grace_for_reason(&self, reason: &Reason) -> Option<Duration> {
+        self.grace_of(reason.code())
+            .filter(|grace| !grace.is_zero())
+    }
+}
+
+impl Default for Fencing {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for Fencing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let codes: Vec<_> = self
+            .triggers()
+            .iter()
+            .map(|t| (t.kind(), t.code.clone()))
+            .collect();
+        f.debug_struct("Fencing")
+            .field("deadline", &self.deadline)
+            .field("triggers", &codes)
+            .finish()
+    }
+}

@@ -1,0 +1,51 @@
+//! Time triggers: relative timeouts and absolute deadlines. All time
+//! triggers of a `Fencing` collapse into one deadline (rule 3): the tightest
+//! wins, with its code.
+
+use crate::reason::{Code, Reason};
+use crate::time::deadline_after;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One deadline, with the code and kind of the trigger that set it.
+#[derive(Clone, Debug)]
+pub(crate) struct TimeTrigger {
+    pub(crate) at: Instant,
+    /// `Some` for a relative timeout (its declared length), `None` for an
+    /// absolute deadline.
+    pub(crate) after: Option<Duration>,
+    pub(crate) code: Option<Code>,
+}
+
+impl TimeTrigger {
+    /// A relative timeout anchored now, or `None` if it overflows the clock
+    /// (no deadline, never a panic).
+    pub(crate) fn timeout(after: Duration) -> Option<Self> {
+        deadline_after(Instant::now(), after).map(|at| Self {
+            at,
+            after: Some(after),
+            code: None,
+        })
+    }
+
+    /// An absolute deadline.
+    pub(crate) fn deadline(at: Instant) -> Self {
+        Self {
+            at,
+            after: None,
+            code: None,
+        }
+    }
+
+    pub(crate) fn has_passed(&self, now: Instant) -> bool {
+        self.at <= now
+    }
+
+    /// The reason it fires with: a timeout's or a deadline's, under its code.
+    pub(crate) fn reason(&self) -> Reason {
+        match self.after {
+            Some(after) => Reason::timeout(after, self.code.clone()),
+            None => Reason::deadline(self.code.clone()),
+        }
+    }
+}
