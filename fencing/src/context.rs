@@ -14,41 +14,102 @@
 //! handing it to a `JoinSet` or a `TaskTracker`.
 
 use crate::declaration::Fencing;
+use crate::sync::lock;
 use pin_project_lite::pin_project;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+/// What the code running on this thread sees.
+struct Ambient {
+    fencing: RefCell<Fencing>,
+    /// The protection scope of each fence whose body is being polled on this
+    /// thread, innermost last; `None` until a guard is first taken in it.
+    fences: RefCell<Vec<Option<Arc<Scope>>>>,
+}
 
 thread_local! {
-    /// The `Fencing` the code running on this thread sees.
-    static AMBIENT: RefCell<Fencing> = const { RefCell::new(Fencing::empty()) };
+    static AMBIENT: Ambient = const {
+        Ambient {
+            fencing: RefCell::new(Fencing::empty()),
+            fences: RefCell::new(Vec::new()),
+        }
+    };
 }
 
 /// Runs `f` with `*fencing` as the context, then restores the previous one,
 /// even if `f` panics. `*fencing` is moved into the thread-local and back, so
-/// entering costs no clone.
-pub(crate) fn enter<R>(fencing: &mut Fencing, f: impl FnOnce() -> R) -> R {
-    struct Restore<'a>(&'a mut Fencing);
+/// entering costs no clone. A fence also passes its protection `scope`,
+/// which is pushed for the duration of `f` (see [`Scope`]); one thread-local
+/// access serves both.
+pub(crate) fn enter<R>(
+    fencing: &mut Fencing,
+    scope: Option<&mut Option<Arc<Scope>>>,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore<'a> {
+        fencing: &'a mut Fencing,
+        scope: Option<&'a mut Option<Arc<Scope>>>,
+    }
 
     impl Drop for Restore<'_> {
         fn drop(&mut self) {
             // Cannot fail: a `Restore` exists only after `enter` reached the
             // thread-local on this thread, which is still running.
-            let _ = AMBIENT.try_with(|ambient| std::mem::swap(&mut *ambient.borrow_mut(), self.0));
+            let _ = AMBIENT.try_with(|ambient| {
+                std::mem::swap(&mut *ambient.fencing.borrow_mut(), self.fencing);
+                if let Some(scope) = self.scope.as_deref_mut() {
+                    *scope = ambient.fences.borrow_mut().pop().flatten();
+                }
+            });
         }
     }
 
-    match AMBIENT.try_with(|ambient| std::mem::swap(&mut *ambient.borrow_mut(), fencing)) {
+    let mut scope = scope;
+    let mut pushed = scope.as_deref_mut().map(Option::take);
+    let entered = AMBIENT.try_with(|ambient| {
+        std::mem::swap(&mut *ambient.fencing.borrow_mut(), fencing);
+        if let Some(pushed) = pushed.take() {
+            ambient.fences.borrow_mut().push(pushed);
+        }
+    });
+    match entered {
         Ok(()) => {
-            let _restore = Restore(fencing);
+            let _restore = Restore { fencing, scope };
             f()
         }
         // The thread-local is gone only while the thread is being torn down;
-        // then the code runs without a context.
-        Err(_) => f(),
+        // then the code runs without a context, and unprotected.
+        Err(_) => {
+            if let (Some(scope), Some(pushed)) = (scope, pushed) {
+                *scope = pushed;
+            }
+            f()
+        }
     }
+}
+
+/// Counts one guard in the scope of every fence whose body is being polled
+/// here (creating the scopes that do not exist yet), and returns them.
+pub(crate) fn guard_fences() -> Vec<Arc<Scope>> {
+    AMBIENT
+        .try_with(|ambient| {
+            ambient
+                .fences
+                .borrow_mut()
+                .iter_mut()
+                .map(|scope| {
+                    let scope = scope.get_or_insert_with(Arc::default);
+                    scope.guards.fetch_add(1, Ordering::SeqCst);
+                    Arc::clone(scope)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The `Fencing` in effect here: the one bound to the enclosing future or
@@ -82,7 +143,7 @@ pub(crate) fn enter<R>(fencing: &mut Fencing, f: impl FnOnce() -> R) -> R {
 #[must_use]
 pub fn current() -> Fencing {
     AMBIENT
-        .try_with(|ambient| ambient.borrow().derived())
+        .try_with(|ambient| ambient.fencing.borrow().derived())
         .unwrap_or_default()
 }
 
@@ -139,7 +200,7 @@ impl<F: Future> Future for Bound<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let future = this.future;
-        enter(this.fencing, || future.poll(cx))
+        enter(this.fencing, None, || future.poll(cx))
     }
 }
 
@@ -177,5 +238,41 @@ pub fn detach<F: std::future::IntoFuture>(future: F) -> Bound<F::IntoFuture> {
 /// Runs a blocking closure with `fencing` as its context.
 #[cfg(feature = "rt")]
 pub(crate) fn enter_sync<R>(mut fencing: Fencing, f: impl FnOnce() -> R) -> R {
-    enter(&mut fencing, f)
+    enter(&mut fencing, None, f)
+}
+
+/// The protection scope of one fence: how many guards are alive in its body,
+/// and the fence's waker to call when the last one goes. A fence creates it
+/// lazily (the first guard taken in its body does) and pushes it on this
+/// thread's stack while its body is polled; [`protect`](crate::protect)
+/// counts a guard in every scope on the stack.
+#[derive(Debug, Default)]
+pub(crate) struct Scope {
+    guards: AtomicUsize,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Scope {
+    /// Returns `true` if a guard is alive; then `waker` is woken when the last
+    /// guard is dropped.
+    pub(crate) fn is_protected(&self, waker: &Waker) -> bool {
+        if self.guards.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let replaced = lock(&self.waker).replace(waker.clone());
+        // Dropped after the lock is released (a waker's drop may run code).
+        drop(replaced);
+        // Checked again after the waker is stored: a guard dropped in between
+        // either finds the waker, or is seen gone here.
+        self.guards.load(Ordering::SeqCst) > 0
+    }
+
+    pub(crate) fn release(&self) {
+        if self.guards.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let waker = lock(&self.waker).take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
 }

@@ -141,7 +141,7 @@ impl Fencing {
     /// [`FenceHandle`](crate::FenceHandle) moved it to, if any handle was
     /// rescheduled (the earliest of them), else the tightest declared time
     /// trigger.
-    pub(crate) fn time(&self) -> Option<Cow<'_, TimeTrigger>> {
+    pub(crate) fn effective(&self) -> Option<Cow<'_, TimeTrigger>> {
         let mut rescheduled = None;
         for trigger in self.triggers() {
             if let Some(time) = trigger.rescheduled() {

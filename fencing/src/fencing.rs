@@ -585,7 +585,7 @@ impl Fencing {
     /// ```
     #[must_use]
     pub fn effective_deadline(&self) -> Option<Instant> {
-        self.time().map(|time| time.at)
+        self.effective().map(|time| time.at)
     }
 
     /// The budget left before the deadline in effect, saturating at zero, or
@@ -636,7 +636,9 @@ impl Fencing {
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
         self.triggers().iter().any(|t| t.fired().is_some())
-            || self.time().is_some_and(|d| d.has_passed(Instant::now()))
+            || self
+                .effective()
+                .is_some_and(|d| d.has_passed(Instant::now()))
     }
 
     /// Returns the triggers that have fired already as an error, or `Ok(())`
@@ -676,7 +678,7 @@ impl Fencing {
     /// [`Cancelled`] with every reason that has fired.
     pub fn check(&self) -> Result<(), Cancelled> {
         let deadline = self
-            .time()
+            .effective()
             .filter(|time| time.has_passed(Instant::now()))
             .map(|time| time.reason());
         let reasons: Vec<Reason> = deadline
@@ -798,7 +800,7 @@ impl Fencing {
     /// # }
     /// ```
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        context::enter(&mut self.derived(), f)
+        context::enter(&mut self.derived(), None, f)
     }
 
     /// Adds a polled condition: `predicate` is evaluated every `every` on

@@ -1,86 +1,11 @@
 //! Protected sections: [`protect`] defers the hard cancel of every fence
-//! whose body is being polled where it is taken.
-//!
-//! Each fence pushes its protection [`Scope`] on a thread-local stack while
-//! its body is polled (see [`enter`]), innermost last; a guard counts itself
-//! in every scope on the stack. The stack is apart from the context's
-//! thread-local: a binding changes the context but is no fence, and pushes
-//! nothing here.
+//! whose body is being polled where it is taken. The stack of those fences'
+//! protection scopes lives in the context's thread-local (a fence pushes its
+//! own while its body is polled); here are the guards that count themselves
+//! in it.
 
-use crate::sync::lock;
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::Waker;
-
-thread_local! {
-    /// The protection scope of each fence whose body is being polled on
-    /// this thread, innermost last; `None` until a guard is first taken in
-    /// it.
-    static FENCES: RefCell<Vec<Option<Arc<Scope>>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with `scope`, a fence's protection scope, on the stack, then
-/// takes it back (a guard taken in `f` may have created it), even if `f`
-/// panics.
-pub(crate) fn enter<R>(scope: &mut Option<Arc<Scope>>, f: impl FnOnce() -> R) -> R {
-    struct Pop<'a>(&'a mut Option<Arc<Scope>>);
-
-    impl Drop for Pop<'_> {
-        fn drop(&mut self) {
-            // Cannot fail: a `Pop` exists only after `enter` reached the
-            // thread-local on this thread, which is still running.
-            let _ = FENCES.try_with(|fences| *self.0 = fences.borrow_mut().pop().flatten());
-        }
-    }
-
-    let mut pushed = Some(scope.take());
-    match FENCES.try_with(|fences| fences.borrow_mut().extend(pushed.take())) {
-        Ok(()) => {
-            let _pop = Pop(scope);
-            f()
-        }
-        // The thread-local is gone only while the thread is being torn down;
-        // then the body runs unprotected.
-        Err(_) => {
-            *scope = pushed.flatten();
-            f()
-        }
-    }
-}
-
-/// The protection scope of one fence: how many guards are alive in its body,
-/// and the fence's waker to call when the last one goes.
-#[derive(Debug, Default)]
-pub(crate) struct Scope {
-    guards: AtomicUsize,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Scope {
-    /// Returns `true` if a guard is alive; then `waker` is woken when the last
-    /// guard is dropped.
-    pub(crate) fn is_protected(&self, waker: &Waker) -> bool {
-        if self.guards.load(Ordering::SeqCst) == 0 {
-            return false;
-        }
-        let replaced = lock(&self.waker).replace(waker.clone());
-        // Dropped after the lock is released (a waker's drop may run code).
-        drop(replaced);
-        // Checked again after the waker is stored: a guard dropped in between
-        // either finds the waker, or is seen gone here.
-        self.guards.load(Ordering::SeqCst) > 0
-    }
-
-    fn release(&self) {
-        if self.guards.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let waker = lock(&self.waker).take();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
-    }
-}
+use crate::context::{self, Scope};
+use std::sync::Arc;
 
 /// Takes a protection guard: until it is dropped, no enclosing fence drops
 /// its body. Triggers that fire meanwhile are recorded; the fence drops the
@@ -127,20 +52,9 @@ impl Scope {
 /// ```
 #[must_use = "the section is protected only while the guard is alive"]
 pub fn protect() -> ProtectGuard {
-    let scopes = FENCES
-        .try_with(|fences| {
-            fences
-                .borrow_mut()
-                .iter_mut()
-                .map(|scope| {
-                    let scope = scope.get_or_insert_with(Arc::default);
-                    scope.guards.fetch_add(1, Ordering::SeqCst);
-                    Arc::clone(scope)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ProtectGuard { scopes }
+    ProtectGuard {
+        scopes: context::guard_fences(),
+    }
 }
 
 /// Defers the hard cancel of the enclosing fences while alive. Created by

@@ -4,11 +4,11 @@
 use crate::reason::{Code, Message, Reason};
 use crate::sync::lock;
 use crate::token::tree::Node;
+use crate::trigger::{Source, Trigger};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
 use tokio::time::Instant;
 
 /// The operations currently running under fences that registered with it
@@ -67,7 +67,8 @@ struct Entry {
     reasons: Arc<Mutex<Vec<Reason>>>,
 }
 
-/// The code of reasons given through the registry.
+/// The code of reasons given through the registry: the code of the slot a
+/// fence arms for its entry (the node is cancelled with an uncoded reason).
 const CODE: &str = "registry";
 
 impl Registry {
@@ -113,7 +114,7 @@ impl Registry {
             .get(&id.0)
             .map(|e| Arc::clone(&e.node));
         // Cancelled outside the lock: cancelling wakes tasks.
-        node.is_some_and(|node| node.cancel(Reason::token(message).with_code(Some(&CODE.into()))))
+        node.is_some_and(|node| node.cancel(Reason::token(message)))
     }
 
     /// Cancels every running operation whose name satisfies `matches`, with
@@ -157,7 +158,7 @@ impl Registry {
             .filter(|(name, _)| matches(name.as_str()))
             .map(|(_, node)| node)
             .collect();
-        let reason = Reason::token(message).with_code(Some(&CODE.into()));
+        let reason = Reason::token(message);
         nodes
             .into_iter()
             .filter(|node| node.cancel(reason.clone()))
@@ -206,9 +207,7 @@ impl Registry {
         Operation {
             registry: self.clone(),
             id,
-            node,
-            key: None,
-            fired: false,
+            trigger: Trigger::new(Source::Token(node), Some(Code::from(CODE))),
             reasons,
         }
     }
@@ -276,42 +275,23 @@ impl OperationInfo {
     }
 }
 
-/// A running fence's entry in a registry: its own cancellation node, waited
-/// on like a trigger, and its shared list of reasons.
+/// A running fence's entry in a registry: a trigger the fence arms like
+/// any of its own (a node the registry cancels, under the code
+/// `"registry"`), and the shared list of the reasons the fence recorded.
 pub(crate) struct Operation {
     registry: Registry,
     id: u64,
-    node: Arc<Node>,
-    key: Option<usize>,
-    fired: bool,
+    trigger: Trigger,
     reasons: Arc<Mutex<Vec<Reason>>>,
 }
 
 impl Operation {
-    pub(crate) fn poll_fired(&mut self, waker: &Waker) {
-        if !self.fired {
-            let _: Poll<Reason> = self.node.poll_cancelled(&mut self.key, waker);
-        }
+    /// The slot the fence arms for it.
+    pub(crate) fn trigger(&self) -> &Trigger {
+        &self.trigger
     }
 
-    /// The registry's reason, the first time it is seen.
-    pub(crate) fn take_fired(&mut self) -> Option<Reason> {
-        if self.fired {
-            return None;
-        }
-        let reason = self.node.reason()?.clone();
-        self.fired = true;
-        Some(reason)
-    }
-
-    /// The registry's reason, if it fired and was not taken yet.
-    pub(crate) fn peek(&self) -> Option<Reason> {
-        if self.fired {
-            return None;
-        }
-        self.node.reason().cloned()
-    }
-
+    /// Shows `reason`, recorded by the fence, in the registry's listing.
     pub(crate) fn recorded(&self, reason: &Reason) {
         lock(&self.reasons).push(reason.clone());
     }
@@ -319,7 +299,7 @@ impl Operation {
 
 impl Drop for Operation {
     fn drop(&mut self) {
-        self.node.deregister(&mut self.key);
+        // The fence released its registration on the node before.
         let entry = lock(&self.registry.inner.operations).remove(&self.id);
         drop(entry);
     }

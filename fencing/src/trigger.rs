@@ -88,6 +88,11 @@ impl Trigger {
         }
     }
 
+    /// Whether this trigger has fired: one atomic load.
+    pub(crate) fn has_fired(&self) -> bool {
+        self.node().is_cancelled()
+    }
+
     /// The reason this trigger fired with, under its declared code, or
     /// `None` if it has not fired.
     pub(crate) fn fired(&self) -> Option<Reason> {

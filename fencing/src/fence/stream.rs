@@ -1,10 +1,8 @@
 //! [`FencedStream`]: a stream run inside a fence.
 
-use super::{Armed, State, Timer};
-use crate::context;
+use super::engine::Engine;
 use crate::declaration::Fencing;
 use crate::error::Cancelled;
-use crate::protect;
 use crate::reason::{Code, Reason};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
@@ -70,11 +68,11 @@ pin_project! {
     /// ```
     #[must_use = "streams do nothing unless polled"]
     pub struct FencedStream<S> {
+        // Dropped first, as a fence's body.
         #[pin]
         stream: Inner<S>,
         #[pin]
-        timer: Timer,
-        armed: Armed,
+        engine: Engine,
         delivered: usize,
     }
 }
@@ -91,8 +89,7 @@ impl<S: Stream> FencedStream<S> {
     pub(crate) fn new(fencing: Fencing, stream: S) -> Self {
         Self {
             stream: Inner::Live { stream },
-            timer: Timer::Idle,
-            armed: Armed::new(fencing),
+            engine: Engine::new(fencing),
             delivered: 0,
         }
     }
@@ -140,7 +137,7 @@ impl<S> FencedStream<S> {
     /// See the [type's example](FencedStream).
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
-        self.armed.is_cancelled(&self.timer)
+        self.engine.is_cancelled()
     }
 
     /// Returns `true` if a trigger stopped the stream before its end.
@@ -150,7 +147,7 @@ impl<S> FencedStream<S> {
     /// See the [type's example](FencedStream).
     #[must_use]
     pub fn is_interrupted(&self) -> bool {
-        self.armed.interrupted
+        self.engine.is_interrupted()
     }
 
     /// Every reason that has fired, in firing order.
@@ -160,7 +157,7 @@ impl<S> FencedStream<S> {
     /// See the [type's example](FencedStream).
     #[must_use]
     pub fn reasons(&self) -> Vec<Reason> {
-        self.armed.all_reasons(&self.timer)
+        self.engine.reasons()
     }
 
     /// Returns `true` if a trigger declared with `code` has fired.
@@ -170,11 +167,7 @@ impl<S> FencedStream<S> {
     /// See the [type's example](FencedStream).
     #[must_use]
     pub fn cancelled_by(&self, code: impl Into<Code>) -> bool {
-        let code = code.into();
-        self.armed
-            .all_reasons(&self.timer)
-            .iter()
-            .any(|r| r.code() == Some(&code))
+        self.engine.cancelled_by(&code.into())
     }
 
     /// The cancellation that stopped the stream, if a trigger did.
@@ -185,7 +178,7 @@ impl<S> FencedStream<S> {
     #[must_use]
     pub fn cancelled(&self) -> Option<Cancelled> {
         self.is_interrupted()
-            .then(|| Cancelled::new(self.armed.reasons.clone()))
+            .then(|| Cancelled::new(self.engine.recorded().to_vec()))
     }
 }
 
@@ -194,36 +187,32 @@ impl<S: Stream> Stream for FencedStream<S> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let mut this = self.project();
-        if this.armed.state == State::Done {
+        let mut engine = this.engine.as_mut();
+        if engine.is_done() {
             return Poll::Ready(None);
         }
-        let started = this.armed.state == State::Running;
-        if this.armed.start() || (started && this.armed.between_items(cx, this.timer.as_mut())) {
+        let started = engine.is_running();
+        if engine.as_mut().start() || (started && engine.as_mut().between_items(cx)) {
             this.stream.set(Inner::Gone);
-            this.armed.interrupt(this.timer);
+            engine.interrupt();
             return Poll::Ready(None);
         }
         let InnerProj::Live { stream } = this.stream.as_mut().project() else {
             unreachable!("a fenced stream whose inner stream is gone is done");
         };
-        let armed = &mut *this.armed;
-        let polled = protect::enter(&mut armed.scope, || {
-            context::enter(&mut armed.fencing, || stream.poll_next(cx))
-        });
-        match polled {
+        match engine.as_mut().enter(|| stream.poll_next(cx)) {
             Poll::Ready(Some(item)) => {
                 *this.delivered += 1;
                 Poll::Ready(Some(item))
             }
             Poll::Ready(None) => {
-                this.armed.complete(this.timer);
+                engine.complete();
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                this.armed.poll_triggers(cx, this.timer.as_mut(), None);
-                if this.armed.must_drop(cx, this.timer.as_mut(), None) {
+                if engine.as_mut().poll_pending(cx) {
                     this.stream.set(Inner::Gone);
-                    this.armed.interrupt(this.timer);
+                    engine.interrupt();
                     return Poll::Ready(None);
                 }
                 Poll::Pending
@@ -235,9 +224,8 @@ impl<S: Stream> Stream for FencedStream<S> {
 impl<S> fmt::Debug for FencedStream<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FencedStream")
-            .field("fencing", &self.armed.fencing)
+            .field("engine", &self.engine)
             .field("delivered", &self.delivered)
-            .field("reasons", &self.armed.reasons)
             .finish_non_exhaustive()
     }
 }
