@@ -5,9 +5,11 @@
 //! `Fencing` is in `fencing.rs`; here are only the reads that the context
 //! and the fence need, so that neither depends on the builder.
 
+#[cfg(doc)]
+use crate::handle::FenceHandle;
 use crate::reason::{Code, Reason};
 use crate::registry::Registry;
-use crate::trigger::{TimeTrigger, Trigger, Triggers};
+use crate::trigger::{self, TimeTrigger, Trigger, Triggers};
 use std::borrow::Cow;
 use std::fmt;
 use std::panic::{RefUnwindSafe, UnwindSafe};
@@ -30,7 +32,9 @@ use std::time::Duration;
 ///
 /// All time triggers collapse into one deadline: a strictly earlier one
 /// replaces the current one together with its code; an equal or later one is
-/// ignored, and so is a `code` that follows it. A relative
+/// ignored, and so is a `code` that follows it. A [`FenceHandle`] can move
+/// the deadline declared before it; whatever it is moved to, the deadline in
+/// effect is the tightest of all. A relative
 /// [`timeout`](Self::timeout) is anchored when it is declared, not when the
 /// fence runs, so a budget declared in middleware counts from there. A
 /// duration too large to add to the clock means "no deadline"; a deadline
@@ -69,10 +73,16 @@ use std::time::Duration;
 /// ```
 #[derive(Clone)]
 pub struct Fencing {
+    /// The tightest declared deadline (rule 3); a handle declared on a root
+    /// `Fencing` takes it over.
     pub(crate) deadline: Option<TimeTrigger>,
     pub(crate) triggers: Triggers,
     /// What [`code`](Fencing::code) labels.
     pub(crate) last: Last,
+    /// `false` for a `Fencing` built from `Fencing::new()`, `true` once
+    /// derived from the context (`current()`, a binding): its deadline may
+    /// come from outside, so a handle declared on it takes nothing over.
+    pub(crate) derived: bool,
     /// What few fences use, behind one pointer so that the common
     /// `Fencing` stays small to move, clone and bind.
     pub(crate) extra: Option<Arc<Extra>>,
@@ -117,18 +127,22 @@ impl Fencing {
             deadline: None,
             triggers: Triggers::Empty,
             last: Last::Nothing,
+            derived: false,
             extra: None,
         }
     }
 
-    /// A clone to derive from: a `code` right after it labels nothing,
-    /// instead of relabelling the last trigger of the original.
+    /// A clone to derive from (`current()`, a binding): a `code` right after
+    /// it labels nothing instead of relabelling the last trigger of the
+    /// original, and a handle declared on it takes over none of the
+    /// deadlines it inherits (it can tighten them, never extend them).
     pub(crate) fn derived(&self) -> Self {
         self.clone().into_derived()
     }
 
     pub(crate) fn into_derived(mut self) -> Self {
         self.last = Last::Nothing;
+        self.derived = true;
         self
     }
 
@@ -137,26 +151,10 @@ impl Fencing {
         self.triggers.as_slice()
     }
 
-    /// The deadline in effect and the trigger that set it: the one a
-    /// [`FenceHandle`](crate::FenceHandle) moved it to, if any handle was
-    /// rescheduled (the earliest of them), else the tightest declared time
-    /// trigger.
+    /// The deadline in effect and the trigger that set it: the tightest of
+    /// every deadline in effect, declared or a handle's (rules 3 and 16).
     pub(crate) fn effective(&self) -> Option<Cow<'_, TimeTrigger>> {
-        let mut rescheduled = None;
-        for trigger in self.triggers() {
-            if let Some(time) = trigger.rescheduled() {
-                let current: &mut Option<TimeTrigger> = rescheduled.get_or_insert(None);
-                if let Some(time) = time {
-                    if current.as_ref().map_or(true, |c| time.at < c.at) {
-                        *current = Some(time);
-                    }
-                }
-            }
-        }
-        match rescheduled {
-            Some(time) => time.map(Cow::Owned),
-            None => self.deadline.as_ref().map(Cow::Borrowed),
-        }
+        trigger::effective(self.deadline.as_ref(), self.triggers())
     }
 
     pub(crate) fn extra(&self) -> Option<&Extra> {

@@ -224,6 +224,13 @@ impl Fencing {
     /// `Fencing` with a reason, and move their deadline, from anywhere. Its
     /// code labels both its cancellations and the deadlines it sets.
     ///
+    /// On a `Fencing` built from [`Fencing::new`], the handle takes over the
+    /// deadline declared before it: a reschedule replaces that one, earlier
+    /// or later. On one derived from the context ([`current`](crate::current)),
+    /// it takes nothing over: its deadline is one more in effect. Either
+    /// way the deadline in effect is the tightest of all; see [which
+    /// deadline a handle moves](FenceHandle#which-deadline-a-handle-moves).
+    ///
     /// # Examples
     ///
     /// ```
@@ -244,8 +251,15 @@ impl Fencing {
     /// # }
     /// ```
     #[must_use]
-    pub fn handle(self, handle: &FenceHandle) -> Self {
-        self.push(Source::handle(handle))
+    pub fn handle(mut self, handle: &FenceHandle) -> Self {
+        // Only a boundary may extend its own deadline; derived from the
+        // context, a handle only ever adds one (as Go's `WithDeadline`).
+        let took_over = if self.derived {
+            None
+        } else {
+            self.deadline.take()
+        };
+        self.push(Source::handle(handle, took_over))
     }
 
     #[inline]
@@ -563,8 +577,9 @@ impl Fencing {
         FencedStream::new(self, stream)
     }
 
-    /// The deadline in effect: the tightest of the declared time triggers,
-    /// or `None` if there is none.
+    /// The deadline in effect: the tightest of the declared time triggers and
+    /// of the deadlines its [handles](FenceHandle) set, or `None` if there is
+    /// none.
     ///
     /// # Examples
     ///

@@ -15,10 +15,32 @@ use tokio::time::Instant;
 ///
 /// Declare it with [`Fencing::handle`](crate::Fencing::handle), with a code;
 /// keep a clone to steer. Cancelling works before the fence starts, too (its
-/// body then never starts). A [`reschedule`](Self::reschedule) replaces the
-/// fence's deadline, whatever its time triggers declared, and is seen at
-/// once by [`Fencing::effective_deadline`](crate::Fencing::effective_deadline)
-/// and by running fences, which re-arm their timer.
+/// body then never starts).
+///
+/// # Which deadline a handle moves
+///
+/// Declared on a `Fencing` built from `Fencing::new()`, at a boundary, a
+/// handle takes over the deadline declared before it: in
+/// `Fencing::new().timeout(d).handle(&h)`, a [`reschedule`](Self::reschedule)
+/// replaces `d`, earlier or later (quattro's deadline setter), and removes
+/// it with an overflowing duration. Declared on a `Fencing` derived from the
+/// context (`current().handle(&h)`), whose deadlines may come from outside,
+/// it takes nothing over: its deadline is one more in effect, so it can
+/// tighten the deadline and never extend it, as a Go context derived with
+/// `WithDeadline` can only tighten its parent's.
+///
+/// Every other deadline in effect still applies: those the context brought
+/// in, those declared after the handle, and those derived inside its fence.
+/// So the effective deadline is always the tightest of them all (rules 3
+/// and 16), a moved handle included, and the tightest one's code fires: an
+/// idle timeout moved later never outlasts the request's budget, and a
+/// tighter budget derived inside still fires first, under its own code. At
+/// the same instant as another deadline, a reschedule counts as declared
+/// last, so the other one's code fires.
+///
+/// A reschedule is seen at once by
+/// [`Fencing::effective_deadline`](crate::Fencing::effective_deadline) and
+/// by running fences, which re-arm their timer.
 ///
 /// # Examples
 ///
@@ -141,8 +163,10 @@ impl FenceHandle {
     }
 
     /// Moves the deadline of every fence armed with this handle to `at`,
-    /// earlier or later, replacing the deadline their time triggers set. A
-    /// deadline in the past fires at the fence's next poll. The reason is a
+    /// earlier or later, replacing the deadline the handle took over, if any (see
+    /// [which deadline a handle moves](Self#which-deadline-a-handle-moves));
+    /// the tightest deadline in effect still wins. A deadline in the past
+    /// fires at the fence's next poll. The reason is a
     /// [`Deadline`](crate::ReasonKind::Deadline) under the handle's code.
     ///
     /// # Examples
@@ -166,7 +190,9 @@ impl FenceHandle {
     }
 
     /// Moves the deadline of every fence armed with this handle to `after`
-    /// from now. A duration that overflows the clock removes the deadline.
+    /// from now, as [`reschedule`](Self::reschedule) does. A duration that
+    /// overflows the clock removes the handle's deadline, and the one it
+    /// took over.
     /// The reason is a [`Timeout`](crate::ReasonKind::Timeout) under the
     /// handle's code.
     ///

@@ -34,9 +34,10 @@ pub(crate) use time::TimeTrigger;
 pub(crate) use token::cancellation_token;
 pub(crate) use token::token;
 
-use crate::handle::FenceHandle;
+use crate::handle::{self, FenceHandle};
 use crate::reason::{Code, Reason};
 use crate::token::tree::Node;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
@@ -44,7 +45,17 @@ use std::task::{Poll, Waker};
 pub(crate) enum Source {
     Token(Arc<Node>),
     Future(Arc<FutureSource>),
-    Handle(Arc<crate::handle::Inner>),
+    /// A handle declared with no deadline before it in its scope.
+    Handle(Arc<handle::Inner>),
+    /// A handle that took over the deadline declared before it on a root
+    /// `Fencing`: that deadline is in effect until the handle is
+    /// rescheduled, and then the handle's own.
+    Steer(Arc<Steer>),
+}
+
+pub(crate) struct Steer {
+    handle: Arc<handle::Inner>,
+    took_over: TimeTrigger,
 }
 
 impl Source {
@@ -53,10 +64,48 @@ impl Source {
         Self::Future(FutureSource::new(future))
     }
 
-    /// The slot of a handle.
-    pub(crate) fn handle(handle: &FenceHandle) -> Self {
-        Self::Handle(Arc::clone(handle.inner()))
+    /// The slot of a handle, which takes `took_over` over, if any: the
+    /// deadline declared before it on a root `Fencing`.
+    pub(crate) fn handle(handle: &FenceHandle, took_over: Option<TimeTrigger>) -> Self {
+        let handle = Arc::clone(handle.inner());
+        match took_over {
+            None => Self::Handle(handle),
+            Some(took_over) => Self::Steer(Arc::new(Steer { handle, took_over })),
+        }
     }
+}
+
+/// How a deadline candidate ranks among those at the same instant (rule 3:
+/// an equal one keeps the existing). A deadline a handle took over was
+/// declared before every deadline still declared (the handle took over all
+/// that were declared before it); a reschedule counts as declared last.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) enum Rank {
+    TakenOver,
+    Declared,
+    Rescheduled,
+}
+
+/// The deadline in effect for a `Fencing`: the tightest of every candidate,
+/// the declared deadline (`declared`) and each handle's, by instant, then
+/// [`Rank`], then slot order.
+pub(crate) fn effective<'a>(
+    declared: Option<&'a TimeTrigger>,
+    triggers: &'a [Trigger],
+) -> Option<Cow<'a, TimeTrigger>> {
+    let mut best = declared.map(|time| (Cow::Borrowed(time), Rank::Declared, 0));
+    for (i, trigger) in triggers.iter().enumerate() {
+        let Some((time, rank)) = trigger.deadline() else {
+            continue;
+        };
+        let tighter = best.as_ref().map_or(true, |(current, current_rank, j)| {
+            (time.at, rank, i) < (current.at, *current_rank, *j)
+        });
+        if tighter {
+            best = Some((time, rank, i));
+        }
+    }
+    best.map(|(time, ..)| time)
 }
 
 /// One declared trigger with its code.
@@ -76,6 +125,7 @@ impl Trigger {
             Source::Token(node) => node,
             Source::Future(source) => source.node(),
             Source::Handle(handle) => handle.node(),
+            Source::Steer(steer) => steer.handle.node(),
         }
     }
 
@@ -84,7 +134,7 @@ impl Trigger {
         match self.source {
             Source::Token(_) => "token",
             Source::Future(_) => "future",
-            Source::Handle(_) => "handle",
+            Source::Handle(_) | Source::Steer(_) => "handle",
         }
     }
 
@@ -126,19 +176,27 @@ impl Trigger {
         self.node().deregister(key);
     }
 
-    /// For a handle: `None` if never rescheduled, else the deadline it set
-    /// (itself `None` for "no deadline"), under the handle's code.
-    pub(crate) fn rescheduled(&self) -> Option<Option<TimeTrigger>> {
-        let Source::Handle(handle) = &self.source else {
-            return None;
+    /// The deadline this slot puts in effect, if any, with its rank: a
+    /// handle's, under the handle's code, once it was rescheduled (none if
+    /// rescheduled to "no deadline"); before that, the deadline it took
+    /// over, under that deadline's own code.
+    fn deadline(&self) -> Option<(Cow<'_, TimeTrigger>, Rank)> {
+        let (handle, took_over) = match &self.source {
+            Source::Handle(handle) => (handle, None),
+            Source::Steer(steer) => (&steer.handle, Some(&steer.took_over)),
+            Source::Token(_) | Source::Future(_) => return None,
         };
-        handle.schedule().map(|schedule| {
-            schedule.map(|(at, after)| TimeTrigger {
-                at,
-                after,
-                code: self.code.clone(),
-            })
-        })
+        match handle.schedule() {
+            None => took_over.map(|time| (Cow::Borrowed(time), Rank::TakenOver)),
+            Some(schedule) => schedule.map(|(at, after)| {
+                let time = TimeTrigger {
+                    at,
+                    after,
+                    code: self.code.clone(),
+                };
+                (Cow::Owned(time), Rank::Rescheduled)
+            }),
+        }
     }
 }
 

@@ -175,3 +175,87 @@ async fn reschedule_idle_timeout_is_one_line_per_progress() {
     // 1+2+3+4+5 s of progress, then 5 s idle.
     assert_eq!(started.elapsed(), Duration::from_secs(20));
 }
+
+/// Issue 10: a moved handle is one more deadline in effect, never a
+/// replacement of those the context brought in or those derived inside
+/// (rules 3 and 16): the effective deadline is the tightest of them all, and
+/// the tightest one's code fires.
+#[tokio::test(start_paused = true)]
+async fn reschedule_composes_with_derived_deadline() {
+    use fencing::current;
+
+    // An outer handle moved later; a tighter deadline derived inside.
+    let idle = FenceHandle::new();
+    let started = Instant::now();
+    let inner = Fencing::new()
+        .handle(&idle)
+        .code("idle")
+        .run(async {
+            idle.reschedule_after(Duration::from_secs(60));
+            let db = current().timeout(Duration::from_secs(1)).code("db");
+            assert_eq!(db.remaining(), Some(Duration::from_secs(1)));
+            assert_eq!(
+                db.effective_deadline(),
+                Some(started + Duration::from_secs(1))
+            );
+            let fenced = db.run(pending::<()>());
+            // Moved again while the inner fence runs: still the tighter one.
+            idle.reschedule_after(Duration::from_secs(90));
+            fenced.await
+        })
+        .await
+        .expect("the inner fence fires first and returns to the body");
+    let err = inner.unwrap_err();
+    assert!(err.cancelled_by("db"), "{err}");
+    assert!(!err.cancelled_by("idle"));
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+
+    // The reverse: an inner handle moved later never reports more than the
+    // outer budget allows, and the budget fires first, under its code.
+    let moved = FenceHandle::new();
+    let started = Instant::now();
+    let inner = Fencing::new()
+        .timeout(Duration::from_secs(5))
+        .code("budget")
+        .run(async {
+            let fencing = current().handle(&moved).code("moved");
+            moved.reschedule_after(Duration::from_secs(60));
+            assert_eq!(fencing.remaining(), Some(Duration::from_secs(5)));
+            assert_eq!(
+                fencing.effective_deadline(),
+                Some(started + Duration::from_secs(5))
+            );
+            let fenced = fencing.run(pending::<()>());
+            moved.reschedule_after(Duration::from_secs(120));
+            fenced.await
+        })
+        .await
+        .expect("the inner fence fires first and returns to the body");
+    let err = inner.unwrap_err();
+    assert!(err.cancelled_by("budget"), "{err}");
+    assert!(!err.cancelled_by("moved"));
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+    // Moved earlier than the derived deadline, the handle wins, under its
+    // own code.
+    let moved = FenceHandle::new();
+    let started = Instant::now();
+    let err = Fencing::new()
+        .timeout(Duration::from_secs(5))
+        .code("budget")
+        .handle(&moved)
+        .code("moved")
+        .run(async {
+            let fenced = current()
+                .timeout(Duration::from_secs(3))
+                .code("db")
+                .run(pending::<()>());
+            moved.reschedule_after(Duration::from_secs(2));
+            fenced.await
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.cancelled_by("moved"), "{err}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}

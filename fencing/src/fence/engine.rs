@@ -63,7 +63,7 @@ use crate::error::Cancelled;
 use crate::reason::{Code, Reason};
 use crate::registry::Operation;
 use crate::time::{deadline_after, timer_deadline};
-use crate::trigger::TimeTrigger;
+use crate::trigger::{TimeTrigger, Trigger};
 use pin_project_lite::pin_project;
 use std::borrow::Cow;
 use std::fmt;
@@ -534,16 +534,21 @@ impl Run {
         deadline: Option<&TimeTrigger>,
         deadline_passed: bool,
     ) -> bool {
-        let entry = self.entry.as_deref().map(Operation::trigger);
-        (deadline.is_some() && deadline_passed && !self.slots.deadline)
-            || fencing
-                .triggers()
-                .iter()
-                .chain(entry)
-                .enumerate()
-                .any(|(i, trigger)| {
-                    !self.slots.is_recorded(Which::Trigger(i)) && trigger.has_fired()
-                })
+        if deadline.is_some() && deadline_passed && !self.slots.deadline {
+            return true;
+        }
+        let fired = |i: usize, trigger: &Trigger| {
+            trigger.has_fired() && !self.slots.get(i).is_some_and(|slot| slot.recorded)
+        };
+        let triggers = fencing.triggers();
+        for (i, trigger) in triggers.iter().enumerate() {
+            if fired(i, trigger) {
+                return true;
+            }
+        }
+        self.entry
+            .as_deref()
+            .is_some_and(|entry| fired(triggers.len(), entry.trigger()))
     }
 
     /// Records what `scan` finds, each reason accepted or declined by the
