@@ -1,7 +1,7 @@
 //! [`Drain`]: shut a server down with a grace period, and know what it cost.
 
 use crate::codes;
-use fencing::{Fencing, Token, WaitForCancellationOwned};
+use fencing::{Fencing, Token, WaitForCancellationFutureOwned};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -333,7 +333,7 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Draining {
         #[pin]
-        wait: WaitForCancellationOwned,
+        wait: WaitForCancellationFutureOwned,
     }
 }
 

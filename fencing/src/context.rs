@@ -153,17 +153,17 @@ pin_project! {
     ///
     /// # Cancel safety
     ///
-    /// Dropping a `Bound` drops the future it wraps; it adds nothing to the
+    /// Dropping a `BoundFuture` drops the future it wraps; it adds nothing to the
     /// future's own cancel safety.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct Bound<F> {
+    pub struct BoundFuture<F> {
         #[pin]
         future: F,
         fencing: Fencing,
     }
 }
 
-impl<F> Bound<F> {
+impl<F> BoundFuture<F> {
     pub(crate) fn new(fencing: Fencing, future: F) -> Self {
         Self { future, fencing }
     }
@@ -194,7 +194,7 @@ impl<F> Bound<F> {
     }
 }
 
-impl<F: Future> Future for Bound<F> {
+impl<F: Future> Future for BoundFuture<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -204,9 +204,9 @@ impl<F: Future> Future for Bound<F> {
     }
 }
 
-impl<F> fmt::Debug for Bound<F> {
+impl<F> fmt::Debug for BoundFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bound")
+        f.debug_struct("BoundFuture")
             .field("fencing", &self.fencing)
             .finish_non_exhaustive()
     }
@@ -231,8 +231,8 @@ impl<F> fmt::Debug for Bound<F> {
 /// assert!(!inside);
 /// # }
 /// ```
-pub fn detach<F: std::future::IntoFuture>(future: F) -> Bound<F::IntoFuture> {
-    Bound::new(Fencing::empty(), future.into_future())
+pub fn detach<F: std::future::IntoFuture>(future: F) -> BoundFuture<F::IntoFuture> {
+    BoundFuture::new(Fencing::empty(), future.into_future())
 }
 
 /// Runs a blocking closure with `fencing` as its context.

@@ -1,6 +1,6 @@
 //! The fence: one armed use of a [`Fencing`] around one future, as thin
 //! handles over the fence engine (`fence/engine.rs`): [`Fenced`] for a
-//! future, `FencedStream` for a stream, [`WaitForFencing`] for no body.
+//! future, `FencedStream` for a stream, [`WaitForFencingFuture`] for no body.
 
 use crate::declaration::Fencing;
 use crate::error::Cancelled;
@@ -331,13 +331,13 @@ pin_project! {
     /// The future returned by [`Fencing::cancelled`]: resolves with what
     /// fired once any trigger of the `Fencing` fires.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct WaitForFencing {
+    pub struct WaitForFencingFuture {
         #[pin]
         fence: Fenced<std::future::Pending<std::convert::Infallible>>,
     }
 }
 
-impl WaitForFencing {
+impl WaitForFencingFuture {
     pub(crate) fn new(fencing: Fencing) -> Self {
         Self {
             fence: Fenced::new(fencing, std::future::pending()),
@@ -345,7 +345,7 @@ impl WaitForFencing {
     }
 }
 
-impl Future for WaitForFencing {
+impl Future for WaitForFencingFuture {
     type Output = Cancelled;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Cancelled> {
@@ -357,9 +357,9 @@ impl Future for WaitForFencing {
     }
 }
 
-impl fmt::Debug for WaitForFencing {
+impl fmt::Debug for WaitForFencingFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WaitForFencing")
+        f.debug_struct("WaitForFencingFuture")
             .field("fencing", self.fence.fencing())
             .finish()
     }

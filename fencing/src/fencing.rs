@@ -2,19 +2,19 @@
 //! delegation to the constructor of its trigger (`trigger/`), to the fence
 //! (`fence/`) or to the context. The data it builds is in `declaration.rs`.
 
-use crate::context::{self, Bound};
+use crate::context::{self, BoundFuture};
 use crate::declaration::{Fencing, Last, Policy};
 use crate::error::Cancelled;
 #[cfg(feature = "stream")]
 use crate::fence::FencedStream;
-use crate::fence::{Fenced, WaitForFencing};
+use crate::fence::{Fenced, WaitForFencingFuture};
 use crate::handle::FenceHandle;
 use crate::reason::{Code, Message, Reason};
 use crate::registry::Registry;
 use crate::token::Token;
 #[cfg(feature = "signal")]
-use crate::trigger::Signal;
-use crate::trigger::{self, BoxFuture, Source, TimeTrigger, Trigger, Verdict, ZeroInterval};
+use crate::trigger::OsSignal;
+use crate::trigger::{self, BoxFuture, Source, TimeTrigger, Trigger, Verdict};
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
@@ -556,13 +556,13 @@ impl Fencing {
     ///
     /// This method is cancel safe: dropping the future releases its
     /// registrations and loses nothing.
-    pub fn cancelled(mut self) -> WaitForFencing {
+    pub fn cancelled(mut self) -> WaitForFencingFuture {
         if self.has_grace() {
             let extra = self.extra_mut();
             extra.grace = None;
             extra.grace_by_code.clear();
         }
-        WaitForFencing::new(self)
+        WaitForFencingFuture::new(self)
     }
 
     /// Runs `stream` inside a fence: items flow until a trigger fires, then
@@ -791,8 +791,8 @@ impl Fencing {
     /// assert!(written, "the inner code can see the cancellation");
     /// # }
     /// ```
-    pub fn bind<F: std::future::IntoFuture>(self, future: F) -> Bound<F::IntoFuture> {
-        Bound::new(self.into_derived(), future.into_future())
+    pub fn bind<F: std::future::IntoFuture>(self, future: F) -> BoundFuture<F::IntoFuture> {
+        BoundFuture::new(self.into_derived(), future.into_future())
     }
 
     /// Runs the closure `f` with this `Fencing` as its context, and returns
@@ -834,10 +834,6 @@ impl Fencing {
     /// the fence stops it and says why (hother's cancelable logs and keeps
     /// polling instead, which leaves the work running unguarded).
     ///
-    /// # Errors
-    ///
-    /// [`ZeroInterval`] if `every` is zero.
-    ///
     /// # Examples
     ///
     /// ```
@@ -847,35 +843,37 @@ impl Fencing {
     /// use std::time::Duration;
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() -> Result<(), fencing::ZeroInterval> {
+    /// # async fn main() {
     /// let queue_depth = Arc::new(AtomicU32::new(0));
     /// let depth = queue_depth.clone();
     /// let fencing = Fencing::new()
-    ///     .condition(Duration::from_millis(100), move || depth.load(Ordering::Relaxed) > 1_000)?
+    ///     .condition(Duration::from_millis(100), move || depth.load(Ordering::Relaxed) > 1_000)
     ///     .code("overload");
     ///
     /// queue_depth.store(5_000, Ordering::Relaxed);
     /// let err = fencing.run(std::future::pending::<()>()).await.unwrap_err();
     /// assert!(err.cancelled_by("overload"));
-    /// # Ok(())
     /// # }
     /// ```
-    pub fn condition<P, V>(self, every: Duration, predicate: P) -> Result<Self, ZeroInterval>
+    ///
+    /// # Panics
+    ///
+    /// Panics if `every` is zero, which would evaluate the predicate in a
+    /// busy loop, as [`tokio::time::interval`] does.
+    #[must_use]
+    #[track_caller]
+    pub fn condition<P, V>(self, every: Duration, predicate: P) -> Self
     where
         P: FnMut() -> V + Send + 'static,
         V: Verdict,
     {
-        trigger::condition(every, predicate).map(|future| self.push_future(future))
+        self.push_future(trigger::condition(every, predicate))
     }
 
     /// Adds a polled condition with an async predicate: like
     /// [`condition`](Self::condition), awaiting `predicate()` every `every`.
     /// A panic while it is polled, or an `Err`, fires the condition as for a
     /// synchronous predicate.
-    ///
-    /// # Errors
-    ///
-    /// [`ZeroInterval`] if `every` is zero.
     ///
     /// # Examples
     ///
@@ -888,30 +886,35 @@ impl Fencing {
     /// }
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() -> Result<(), fencing::ZeroInterval> {
+    /// # async fn main() {
     /// let err = Fencing::new()
     ///     .condition_async(Duration::from_secs(1), || async {
     ///         upstream_healthy().await.map(|healthy| !healthy)
-    ///     })?
+    ///     })
     ///     .code("upstream")
     ///     .run(std::future::pending::<()>())
     ///     .await
     ///     .unwrap_err();
     /// assert_eq!(err.reason().message(), "condition failed: connection refused");
-    /// # Ok(())
     /// # }
     /// ```
-    pub fn condition_async<P, F>(self, every: Duration, predicate: P) -> Result<Self, ZeroInterval>
+    ///
+    /// # Panics
+    ///
+    /// Panics if `every` is zero, as [`condition`](Self::condition) does.
+    #[must_use]
+    #[track_caller]
+    pub fn condition_async<P, F>(self, every: Duration, predicate: P) -> Self
     where
         P: FnMut() -> F + Send + 'static,
         F: Future + Send + 'static,
         F::Output: Verdict,
     {
-        trigger::condition_async(every, predicate).map(|future| self.push_future(future))
+        self.push_future(trigger::condition_async(every, predicate))
     }
 
     /// Adds an OS signal as a trigger. Its reason is a
-    /// [`Signal`](crate::ReasonKind::Signal) with the message `"received SIGTERM"`
+    /// [`OsSignal`](crate::ReasonKind::Signal) with the message `"received SIGTERM"`
     /// (and so on).
     ///
     /// The listener is registered with tokio's signal driver when a fence
@@ -930,12 +933,12 @@ impl Fencing {
     /// # Examples
     ///
     /// ```no_run
-    /// use fencing::{Fencing, Signal};
+    /// use fencing::{Fencing, OsSignal};
     ///
     /// # async fn serve() {}
     /// # #[tokio::main]
     /// # async fn main() {
-    /// let fencing = Fencing::new().signal(Signal::Interrupt).code("ctrl-c");
+    /// let fencing = Fencing::new().signal(OsSignal::Interrupt).code("ctrl-c");
     /// if let Err(cancelled) = fencing.run(serve()).await {
     ///     eprintln!("stopped: {cancelled}"); // "stopped: cancelled: ctrl-c: received SIGINT"
     /// }
@@ -944,7 +947,7 @@ impl Fencing {
     #[cfg(feature = "signal")]
     #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
     #[must_use]
-    pub fn signal(self, signal: Signal) -> Self {
+    pub fn signal(self, signal: OsSignal) -> Self {
         self.push_future(trigger::signal(signal))
     }
 

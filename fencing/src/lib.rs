@@ -187,7 +187,7 @@ mod time;
 mod token;
 mod trigger;
 
-pub use crate::context::{current, detach, Bound};
+pub use crate::context::{current, detach, BoundFuture};
 #[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub use crate::debug::{__live_counts, LiveCounts};
@@ -197,7 +197,7 @@ pub use crate::ext::FenceExt;
 #[cfg(feature = "stream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 pub use crate::fence::FencedStream;
-pub use crate::fence::{Fenced, WaitForFencing};
+pub use crate::fence::{Fenced, WaitForFencingFuture};
 pub use crate::handle::FenceHandle;
 pub use crate::protect::{protect, ProtectGuard};
 pub use crate::reason::{Code, Message, Reason, ReasonKind};
@@ -206,9 +206,10 @@ pub use crate::registry::{OperationId, OperationInfo, Registry};
 #[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
 pub use crate::task::{shield, spawn, spawn_blocking, Shielded};
 pub use crate::token::{
-    DropGuard, DropGuardRef, OnCancel, Token, WaitForCancellation, WaitForCancellationOwned,
+    DropGuard, DropGuardRef, OnCancel, Token, WaitForCancellationFuture,
+    WaitForCancellationFutureOwned,
 };
+pub use crate::trigger::Verdict;
 #[cfg(feature = "signal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
-pub use crate::trigger::{Shutdown, Signal};
-pub use crate::trigger::{Verdict, ZeroInterval};
+pub use crate::trigger::{OsSignal, Shutdown};

@@ -194,8 +194,8 @@ impl Token {
     ///
     /// This method is cancel safe: dropping the future removes its waker and
     /// loses nothing.
-    pub fn cancelled(&self) -> WaitForCancellation<'_> {
-        WaitForCancellation {
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        WaitForCancellationFuture {
             node: &self.node,
             key: None,
         }
@@ -225,8 +225,8 @@ impl Token {
     /// # Cancel safety
     ///
     /// This method is cancel safe.
-    pub fn cancelled_owned(self) -> WaitForCancellationOwned {
-        WaitForCancellationOwned {
+    pub fn cancelled_owned(self) -> WaitForCancellationFutureOwned {
+        WaitForCancellationFutureOwned {
             token: self,
             key: None,
         }
@@ -422,12 +422,12 @@ impl fmt::Debug for Token {
 /// The future returned by [`Token::cancelled`]: resolves with the reason once
 /// the token is cancelled.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct WaitForCancellation<'a> {
+pub struct WaitForCancellationFuture<'a> {
     node: &'a Arc<Node>,
     key: Option<usize>,
 }
 
-impl Future for WaitForCancellation<'_> {
+impl Future for WaitForCancellationFuture<'_> {
     type Output = Reason;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reason> {
@@ -436,29 +436,29 @@ impl Future for WaitForCancellation<'_> {
     }
 }
 
-impl Drop for WaitForCancellation<'_> {
+impl Drop for WaitForCancellationFuture<'_> {
     fn drop(&mut self) {
         self.node.deregister(&mut self.key);
     }
 }
 
-impl fmt::Debug for WaitForCancellation<'_> {
+impl fmt::Debug for WaitForCancellationFuture<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WaitForCancellation")
+        f.debug_struct("WaitForCancellationFuture")
             .field("is_cancelled", &self.node.is_cancelled())
             .finish()
     }
 }
 
 /// The future returned by [`Token::cancelled_owned`]: like
-/// [`WaitForCancellation`], but `'static`.
+/// [`WaitForCancellationFuture`], but `'static`.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct WaitForCancellationOwned {
+pub struct WaitForCancellationFutureOwned {
     token: Token,
     key: Option<usize>,
 }
 
-impl Future for WaitForCancellationOwned {
+impl Future for WaitForCancellationFutureOwned {
     type Output = Reason;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reason> {
@@ -467,15 +467,15 @@ impl Future for WaitForCancellationOwned {
     }
 }
 
-impl Drop for WaitForCancellationOwned {
+impl Drop for WaitForCancellationFutureOwned {
     fn drop(&mut self) {
         self.token.node.deregister(&mut self.key);
     }
 }
 
-impl fmt::Debug for WaitForCancellationOwned {
+impl fmt::Debug for WaitForCancellationFutureOwned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WaitForCancellationOwned")
+        f.debug_struct("WaitForCancellationFutureOwned")
             .field("token", &self.token)
             .finish()
     }

@@ -20,9 +20,9 @@ mod tests;
 mod time;
 mod token;
 
-pub use condition::{Verdict, ZeroInterval};
+pub use condition::Verdict;
 #[cfg(feature = "signal")]
-pub use signal::{Shutdown, Signal};
+pub use signal::{OsSignal, Shutdown};
 
 pub(crate) use all_of::all_of;
 pub(crate) use condition::{condition, condition_async};

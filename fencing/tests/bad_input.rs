@@ -323,6 +323,24 @@ async fn bad_input_duration_zero_grace() {
     assert!(task.is_interrupted());
 }
 
+#[test]
+fn bad_input_duration_zero_condition_interval() {
+    for asynchronous in [false, true] {
+        let payload = std::panic::catch_unwind(|| {
+            if asynchronous {
+                let _ = Fencing::new().condition_async(Duration::ZERO, || async { true });
+            } else {
+                let _ = Fencing::new().condition(Duration::ZERO, || true);
+            }
+        });
+        let payload = payload.expect_err("a zero interval panics");
+        assert_eq!(
+            panic_text(&*payload),
+            "a condition's interval must be greater than zero"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn bad_input_duration_zero_grace_for() {
     let (stop, hard) = (Token::new(), Token::new());
@@ -688,7 +706,7 @@ fn bad_input_cancel_from_inside_an_on_cancel_hook() {
         push(format!("cancel a = {}", a2.cancel_with("again")));
         push(format!("cancel b = {}", b2.cancel_with("from a hook")));
         push(format!("cancel child = {}", c2.cancel_with("child first")));
-        push(format!("disarm other = {}", other.disarm()));
+        push(format!("disarm other = {}", other.remove()));
         // Registering on a cancelled token runs the hook at once.
         let l2 = l.clone();
         a2.on_cancel(move |r| l2.lock().unwrap().push(format!("late: {}", r.message())))

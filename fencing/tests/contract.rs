@@ -4,7 +4,7 @@
 
 use fencing::{
     Cancelled, Code, DropGuard, DropGuardRef, Fenced, Fencing, Message, Reason, ReasonKind, Token,
-    WaitForCancellation, WaitForCancellationOwned,
+    WaitForCancellationFuture, WaitForCancellationFutureOwned,
 };
 use std::collections::HashSet;
 use std::error::Error;
@@ -36,11 +36,11 @@ const _: () = {
     assert_send_sync_unpin::<Message>();
     assert_send_sync_unpin::<DropGuard>();
     assert_send_sync_unpin::<DropGuardRef<'static>>();
-    assert_send_sync_unpin::<WaitForCancellation<'static>>();
-    assert_send_sync_unpin::<WaitForCancellationOwned>();
+    assert_send_sync_unpin::<WaitForCancellationFuture<'static>>();
+    assert_send_sync_unpin::<WaitForCancellationFutureOwned>();
     assert_send_sync_unpin::<fencing::ProtectGuard>();
-    assert_send_sync_unpin::<fencing::Bound<Ready<()>>>();
-    assert_send_sync::<fencing::WaitForFencing>();
+    assert_send_sync_unpin::<fencing::BoundFuture<Ready<()>>>();
+    assert_send_sync::<fencing::WaitForFencingFuture>();
     assert_send_sync::<Fenced<Ready<()>>>();
     assert_unwind_safe::<Token>();
     assert_unwind_safe::<Fencing>();
@@ -86,8 +86,8 @@ fn public_types_are_send_sync_unpin() {
     assert_send_sync_unpin::<Message>();
     assert_send_sync_unpin::<DropGuard>();
     assert_send_sync_unpin::<DropGuardRef<'_>>();
-    assert_send_sync_unpin::<WaitForCancellation<'_>>();
-    assert_send_sync_unpin::<WaitForCancellationOwned>();
+    assert_send_sync_unpin::<WaitForCancellationFuture<'_>>();
+    assert_send_sync_unpin::<WaitForCancellationFutureOwned>();
 
     // The probe agrees with the compiler on a type known to be `Unpin`...
     assert!(probe::<Token>().is_unpin());

@@ -72,7 +72,7 @@ async fn nothing_leaks_by_the_live_counts() {
         assert!(assert_ready!(cancelled.poll())
             .unwrap_err()
             .cancelled_by("a"));
-        assert!(!kept.disarm());
+        assert!(!kept.remove());
         assert_eq!(__live_counts().waiters, baseline.waiters);
 
         // A million short-lived children of one long-lived parent.

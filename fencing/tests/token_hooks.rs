@@ -33,7 +33,7 @@ fn on_cancel_hook_registered_after_the_cancel_runs_at_once() {
         count.fetch_add(1, Ordering::SeqCst);
     });
     assert_eq!(read(), 1, "ran before on_cancel returned");
-    assert!(!hook.disarm());
+    assert!(!hook.remove());
 }
 
 #[test]
@@ -51,14 +51,14 @@ fn on_cancel_hook_dropped_first_never_runs() {
 }
 
 #[test]
-fn on_cancel_hook_disarm_reports_whether_it_was_removed_in_time() {
+fn on_cancel_hook_remove_reports_whether_it_was_removed_in_time() {
     let token = Token::new();
     let (count, read) = counter();
     let c = count.clone();
     let hook = token.on_cancel(move |_| {
         c.fetch_add(1, Ordering::SeqCst);
     });
-    assert!(hook.disarm());
+    assert!(hook.remove());
     let detached = token.on_cancel(move |_| {
         count.fetch_add(1, Ordering::SeqCst);
     });

@@ -842,7 +842,7 @@ fn nothing_leaks_when_a_future_is_dropped_while_cancel_runs_on_another_thread() 
 /// A waker that owns a pending wait on the same token: dropping it
 /// deregisters from the token's waiter list.
 struct OwnsAWait {
-    _wait: std::sync::Mutex<Option<Pin<Box<fencing::WaitForCancellationOwned>>>>,
+    _wait: std::sync::Mutex<Option<Pin<Box<fencing::WaitForCancellationFutureOwned>>>>,
 }
 
 impl std::task::Wake for OwnsAWait {

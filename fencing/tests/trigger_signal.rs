@@ -3,7 +3,7 @@
 //! dispositions. Each test uses signals no other test raises.
 #![cfg(all(unix, feature = "signal"))]
 
-use fencing::{Fencing, ReasonKind, Shutdown, Signal};
+use fencing::{Fencing, OsSignal, ReasonKind, Shutdown};
 use std::future::pending;
 use std::process::Command;
 use std::time::Duration;
@@ -20,7 +20,7 @@ fn raise(signal: &str) {
 async fn signal_trigger_fires_with_the_signal_name() {
     let fenced = tokio::spawn(
         Fencing::new()
-            .signal(Signal::Hangup)
+            .signal(OsSignal::Hangup)
             .code("reload")
             .run(pending::<()>()),
     );
@@ -38,7 +38,7 @@ async fn signal_trigger_fires_with_the_signal_name() {
 #[tokio::test(flavor = "current_thread")]
 async fn shutdown_escalation_by_a_second_signal() {
     let shutdown = Shutdown::listen(
-        [Signal::Terminate, Signal::Quit],
+        [OsSignal::Terminate, OsSignal::Quit],
         Some(Duration::from_secs(3600)),
     )
     .expect("signals register");
@@ -68,7 +68,7 @@ async fn shutdown_escalation_by_a_second_signal() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn shutdown_escalation_by_time_after_the_first_signal() {
-    let shutdown = Shutdown::listen([Signal::Interrupt], Some(Duration::from_secs(30)))
+    let shutdown = Shutdown::listen([OsSignal::Interrupt], Some(Duration::from_secs(30)))
         .expect("signals register");
     raise("INT");
     shutdown.token().cancelled_owned().await;

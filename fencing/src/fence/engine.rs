@@ -1,6 +1,6 @@
 //! The fence engine: one armed use of a [`Fencing`], what it has recorded,
 //! and on each poll whether its body must be dropped. [`Fenced`],
-//! [`FencedStream`] and [`WaitForFencing`] are thin handles over it: each
+//! [`FencedStream`] and [`WaitForFencingFuture`] are thin handles over it: each
 //! owns its body, polls it inside [`Engine::enter`], and leaves everything
 //! else to the engine, which is generic-free.
 //!
@@ -54,7 +54,7 @@
 //!
 //! [`Fenced`]: super::Fenced
 //! [`FencedStream`]: super::FencedStream
-//! [`WaitForFencing`]: super::WaitForFencing
+//! [`WaitForFencingFuture`]: super::WaitForFencingFuture
 
 use crate::context;
 use crate::context::Scope;

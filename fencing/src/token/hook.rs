@@ -38,20 +38,25 @@ impl OnCancel {
     }
 
     /// Removes the hook. Returns `true` if it was removed before it ran
-    /// (Go's `stop()`), `false` if it has run or is running.
+    /// (Go's `stop()`), `false` if it has run or is running. Dropping the
+    /// registration removes it too, without telling.
+    ///
+    /// (A guard's [`disarm`](crate::DropGuard::disarm) hands back what it
+    /// guarded; this removes a registration and reports, hence the other
+    /// name.)
     ///
     /// # Examples
     ///
     /// ```
     /// let token = fencing::Token::new();
     /// let registration = token.on_cancel(|_| {});
-    /// assert!(registration.disarm());
+    /// assert!(registration.remove());
     ///
     /// let late = token.on_cancel(|_| {});
     /// token.cancel();
-    /// assert!(!late.disarm(), "it ran with the cancel");
+    /// assert!(!late.remove(), "it ran with the cancel");
     /// ```
-    pub fn disarm(mut self) -> bool {
+    pub fn remove(mut self) -> bool {
         self.key
             .take()
             .is_some_and(|key| self.node.remove_hook(key))

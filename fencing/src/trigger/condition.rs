@@ -9,8 +9,11 @@ use std::pin::pin;
 use std::time::Duration;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
-/// The error of declaring a condition with a zero interval, which would
-/// evaluate it in a busy loop.
+/// What a condition's predicate returns: `bool`, or `Result<bool, E>` for a
+/// predicate that can fail, whose error is then reported in the reason
+/// (`"condition failed: …"`). You never name it: return either from the
+/// predicate of [`Fencing::condition`](crate::Fencing::condition) or
+/// [`Fencing::condition_async`](crate::Fencing::condition_async).
 ///
 /// # Examples
 ///
@@ -18,22 +21,15 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 /// use fencing::Fencing;
 /// use std::time::Duration;
 ///
-/// let err = Fencing::new().condition(Duration::ZERO, || true).unwrap_err();
-/// assert_eq!(err.to_string(), "a condition's interval must be greater than zero");
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let plain = Fencing::new().condition(Duration::from_secs(1), || true);
+/// let fallible = Fencing::new()
+///     .condition(Duration::from_secs(1), || "7".parse::<u32>().map(|depth| depth > 5));
+/// let err = fallible.run(std::future::pending::<()>()).await.unwrap_err();
+/// assert_eq!(err.reason().message(), "condition met");
+/// # }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ZeroInterval(());
-
-impl fmt::Display for ZeroInterval {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a condition's interval must be greater than zero")
-    }
-}
-
-impl std::error::Error for ZeroInterval {}
-
-/// What a condition's predicate returns: `bool`, or `Result<bool, E>` for a
-/// predicate that can fail.
 pub trait Verdict {
     /// `Ok(true)` fires the condition; `Err` carries why it could not be
     /// evaluated.
@@ -97,34 +93,46 @@ where
 /// A condition polled every `every`: fires when `predicate` returns `true`
 /// (`"condition met"`), fails (`"condition failed: …"`) or panics
 /// (`"condition panicked: …"`). See [`Fencing::condition`](crate::Fencing::condition).
-pub(crate) fn condition<P, V>(every: Duration, mut predicate: P) -> Result<BoxFuture, ZeroInterval>
+///
+/// # Panics
+///
+/// If `every` is zero, as [`tokio::time::interval`] does.
+#[track_caller]
+pub(crate) fn condition<P, V>(every: Duration, mut predicate: P) -> BoxFuture
 where
     P: FnMut() -> V + Send + 'static,
     V: Verdict,
 {
-    if every.is_zero() {
-        return Err(ZeroInterval(()));
-    }
-    Ok(Box::pin(every_until_fired(every, move || {
+    assert_nonzero(every);
+    Box::pin(every_until_fired(every, move || {
         std::future::ready(catch_unwind(AssertUnwindSafe(|| predicate().verdict())))
-    })))
+    }))
+}
+
+/// A zero interval would evaluate the predicate in a busy loop.
+#[track_caller]
+fn assert_nonzero(every: Duration) {
+    assert!(
+        !every.is_zero(),
+        "a condition's interval must be greater than zero"
+    );
 }
 
 /// A condition with an async predicate, awaited every `every`. See
 /// [`Fencing::condition_async`](crate::Fencing::condition_async).
-pub(crate) fn condition_async<P, F>(
-    every: Duration,
-    mut predicate: P,
-) -> Result<BoxFuture, ZeroInterval>
+///
+/// # Panics
+///
+/// If `every` is zero.
+#[track_caller]
+pub(crate) fn condition_async<P, F>(every: Duration, mut predicate: P) -> BoxFuture
 where
     P: FnMut() -> F + Send + 'static,
     F: Future + Send + 'static,
     F::Output: Verdict,
 {
-    if every.is_zero() {
-        return Err(ZeroInterval(()));
-    }
-    Ok(Box::pin(every_until_fired(every, move || {
+    assert_nonzero(every);
+    Box::pin(every_until_fired(every, move || {
         let check = catch_unwind(AssertUnwindSafe(&mut predicate));
         async move {
             let mut check = pin!(check?);
@@ -136,5 +144,5 @@ where
             )
             .await
         }
-    })))
+    }))
 }

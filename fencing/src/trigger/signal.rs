@@ -19,13 +19,13 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use fencing::Signal;
+/// use fencing::OsSignal;
 ///
-/// assert_eq!(Signal::Interrupt.to_string(), if cfg!(unix) { "SIGINT" } else { "ctrl-c" });
+/// assert_eq!(OsSignal::Interrupt.to_string(), if cfg!(unix) { "SIGINT" } else { "ctrl-c" });
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Signal {
+pub enum OsSignal {
     /// SIGINT on unix (ctrl-c), ctrl-c elsewhere.
     Interrupt,
     /// SIGTERM: the polite request to stop that service managers send.
@@ -39,7 +39,7 @@ pub enum Signal {
     Quit,
 }
 
-impl Signal {
+impl OsSignal {
     /// The signal's conventional name: `"SIGTERM"`, `"SIGINT"`, or
     /// `"ctrl-c"` off unix.
     ///
@@ -47,7 +47,7 @@ impl Signal {
     ///
     /// ```
     /// # #[cfg(unix)]
-    /// assert_eq!(fencing::Signal::Terminate.name(), "SIGTERM");
+    /// assert_eq!(fencing::OsSignal::Terminate.name(), "SIGTERM");
     /// ```
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -70,7 +70,7 @@ impl Signal {
     }
 }
 
-impl fmt::Display for Signal {
+impl fmt::Display for OsSignal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -87,21 +87,21 @@ enum Listener {
 impl Listener {
     /// Registers with tokio's signal driver; from here on the signal no
     /// longer has its default effect on the process.
-    fn new(signal: Signal) -> io::Result<Self> {
+    fn new(signal: OsSignal) -> io::Result<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::SignalKind;
             let kind = match signal {
-                Signal::Interrupt => SignalKind::interrupt(),
-                Signal::Terminate => SignalKind::terminate(),
-                Signal::Hangup => SignalKind::hangup(),
-                Signal::Quit => SignalKind::quit(),
+                OsSignal::Interrupt => SignalKind::interrupt(),
+                OsSignal::Terminate => SignalKind::terminate(),
+                OsSignal::Hangup => SignalKind::hangup(),
+                OsSignal::Quit => SignalKind::quit(),
             };
             tokio::signal::unix::signal(kind).map(Self::Unix)
         }
         #[cfg(not(unix))]
         {
-            let Signal::Interrupt = signal;
+            let OsSignal::Interrupt = signal;
             Ok(Self::CtrlC(Box::pin(tokio::signal::ctrl_c())))
         }
     }
@@ -128,7 +128,7 @@ impl Listener {
 }
 
 /// Waits for the first of `listeners` to receive its signal.
-async fn first(listeners: &mut [(Signal, Listener)]) -> Signal {
+async fn first(listeners: &mut [(OsSignal, Listener)]) -> OsSignal {
     poll_fn(|cx| {
         for (signal, listener) in listeners.iter_mut() {
             if listener.poll_recv(cx).is_ready() {
@@ -143,7 +143,7 @@ async fn first(listeners: &mut [(Signal, Listener)]) -> Signal {
 /// An OS signal as a future trigger: it registers with tokio's signal
 /// driver when first polled (never firing if that fails) and fires with
 /// `"received SIGTERM"` (and so on). See [`Fencing::signal`](crate::Fencing::signal).
-pub(crate) fn signal(signal: Signal) -> BoxFuture {
+pub(crate) fn signal(signal: OsSignal) -> BoxFuture {
     Box::pin(async move {
         match Listener::new(signal) {
             Ok(listener) => {
@@ -168,13 +168,13 @@ pub(crate) fn signal(signal: Signal) -> BoxFuture {
 /// # Examples
 ///
 /// ```no_run
-/// use fencing::{Fencing, Shutdown, Signal};
+/// use fencing::{Fencing, Shutdown, OsSignal};
 /// use std::time::Duration;
 ///
 /// # async fn serve() {}
 /// # #[tokio::main]
 /// # async fn main() -> std::io::Result<()> {
-/// let shutdown = Shutdown::listen([Signal::Interrupt], Some(Duration::from_secs(30)))?;
+/// let shutdown = Shutdown::listen([OsSignal::Interrupt], Some(Duration::from_secs(30)))?;
 /// let requests = Fencing::new().token(&shutdown.token()).code("shutdown");
 /// let hard = shutdown.hard_token();
 ///
@@ -212,7 +212,7 @@ impl Shutdown {
     /// Panics if called outside a tokio runtime, as [`tokio::spawn`] does.
     #[track_caller]
     pub fn listen(
-        signals: impl IntoIterator<Item = Signal>,
+        signals: impl IntoIterator<Item = OsSignal>,
         escalate_after: Option<Duration>,
     ) -> io::Result<Self> {
         let mut listeners = signals

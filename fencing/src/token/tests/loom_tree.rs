@@ -509,7 +509,7 @@ fn hook_racing_its_removal_runs_exactly_when_removal_fails() {
                 runs.fetch_add(1, SeqCst);
             })
         };
-        let remover = thread::spawn(move || registration.disarm());
+        let remover = thread::spawn(move || registration.remove());
         assert!(token.cancel_with("stop"));
         let removed = remover.join().unwrap();
         assert_eq!(runs.load(SeqCst), usize::from(!removed));
