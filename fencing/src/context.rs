@@ -149,7 +149,22 @@ pub fn current() -> Fencing {
 
 pin_project! {
     /// A future running with a [`Fencing`] as its context. Created by
-    /// [`Fencing::bind`].
+    /// [`Fencing::bind`] and [`detach`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{current, BoundFuture, Fencing};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let request = Fencing::new().timeout(Duration::from_secs(2)).code("budget");
+    /// let handler: BoundFuture<_> = request.bind(async { current().remaining() });
+    /// assert_eq!(handler.fencing().remaining(), Some(Duration::from_secs(2)));
+    /// assert_eq!(handler.await, Some(Duration::from_secs(2)), "seen inside");
+    /// # }
+    /// ```
     ///
     /// # Cancel safety
     ///

@@ -44,9 +44,9 @@ pin_project! {
     /// - **Panics pass through.** A panicking body propagates its panic
     ///   unchanged; nothing stays registered and nothing is poisoned.
     ///
-    /// # Reading the outcome
+    /// # Examples
     ///
-    /// `.await` consumes the fence. To read what fired after a body
+    /// Reading the outcome: `.await` consumes the fence. To read what fired after a body
     /// completed anyway, pin the fence and await it by reference:
     ///
     /// ```
@@ -330,6 +330,27 @@ impl<F> fmt::Debug for Fenced<F> {
 pin_project! {
     /// The future returned by [`Fencing::cancelled`]: resolves with what
     /// fired once any trigger of the `Fencing` fires.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token, WaitForFencingFuture};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// let stopped: WaitForFencingFuture = Fencing::new()
+    ///     .token(&shutdown)
+    ///     .code("shutdown")
+    ///     .cancelled();
+    /// shutdown.cancel_with("SIGTERM");
+    /// assert!(stopped.await.cancelled_by("shutdown"));
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it releases every registration and loses nothing.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct WaitForFencingFuture {
         #[pin]

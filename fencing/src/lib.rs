@@ -147,17 +147,47 @@
 //! Not covered by semver: the wording of `Display` output and of built-in
 //! messages, and items marked `#[doc(hidden)]` whose names start with `__`
 //! (test and debugging aids).
-#![cfg_attr(docsrs, feature(doc_cfg))]
-// The crate docs link to the `rt` helpers, which are absent without it.
+// Links to items behind a feature: to the item when it is there, else to
+// the `# Features` section that says how to get it (no broken links in any
+// feature set, and no blanket allow of them).
+#![doc = ""]
+#![cfg_attr(feature = "rt", doc = "[`spawn`]: crate::spawn")]
+#![cfg_attr(not(feature = "rt"), doc = "[`spawn`]: #features")]
+#![cfg_attr(feature = "rt", doc = "[`spawn_blocking`]: crate::spawn_blocking")]
+#![cfg_attr(not(feature = "rt"), doc = "[`spawn_blocking`]: #features")]
+#![cfg_attr(feature = "rt", doc = "[`shield`]: crate::shield")]
+#![cfg_attr(not(feature = "rt"), doc = "[`shield`]: #features")]
 #![cfg_attr(
-    not(all(
-        feature = "rt",
-        feature = "stream",
-        feature = "signal",
-        feature = "tokio-util"
-    )),
-    allow(rustdoc::broken_intra_doc_links)
+    feature = "signal",
+    doc = "[`Fencing::signal`]: crate::Fencing::signal"
 )]
+#![cfg_attr(not(feature = "signal"), doc = "[`Fencing::signal`]: #features")]
+#![cfg_attr(feature = "signal", doc = "[`Shutdown`]: crate::Shutdown")]
+#![cfg_attr(not(feature = "signal"), doc = "[`Shutdown`]: #features")]
+#![cfg_attr(
+    feature = "tokio-util",
+    doc = "[`Fencing::cancellation_token`]: crate::Fencing::cancellation_token"
+)]
+#![cfg_attr(
+    not(feature = "tokio-util"),
+    doc = "[`Fencing::cancellation_token`]: #features"
+)]
+#![cfg_attr(
+    feature = "tokio-util",
+    doc = "[`Token::to_cancellation_token`]: crate::Token::to_cancellation_token"
+)]
+#![cfg_attr(
+    not(feature = "tokio-util"),
+    doc = "[`Token::to_cancellation_token`]: #features"
+)]
+#![cfg_attr(
+    feature = "stream",
+    doc = "[`Fencing::stream`]: crate::Fencing::stream"
+)]
+#![cfg_attr(not(feature = "stream"), doc = "[`Fencing::stream`]: #features")]
+#![cfg_attr(feature = "stream", doc = "[`FencedStream`]: crate::FencedStream")]
+#![cfg_attr(not(feature = "stream"), doc = "[`FencedStream`]: #features")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(
     no_crate_inject,
     attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))
@@ -167,6 +197,13 @@ mod context;
 mod debug;
 mod declaration;
 #[doc = include_str!("../docs/guide.md")]
+#[doc = ""]
+#[cfg_attr(feature = "rt", doc = "[shield]: crate::shield")]
+#[cfg_attr(not(feature = "rt"), doc = "[shield]: crate#features")]
+#[cfg_attr(feature = "rt", doc = "[spawn]: crate::spawn")]
+#[cfg_attr(not(feature = "rt"), doc = "[spawn]: crate#features")]
+#[cfg_attr(feature = "rt", doc = "[spawn_blocking]: crate::spawn_blocking")]
+#[cfg_attr(not(feature = "rt"), doc = "[spawn_blocking]: crate#features")]
 pub mod guide {}
 #[doc = include_str!("../docs/bad_input.md")]
 pub mod bad_input {}

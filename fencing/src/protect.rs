@@ -59,6 +59,29 @@ pub fn protect() -> ProtectGuard {
 
 /// Defers the hard cancel of the enclosing fences while alive. Created by
 /// [`protect`].
+///
+/// # Examples
+///
+/// A body that finishes while protected returns its value, and the fence
+/// still reports what fired meanwhile:
+///
+/// ```
+/// use fencing::{protect, Fencing, ProtectGuard, Token};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let shutdown = Token::new();
+/// let mut fenced = std::pin::pin!(Fencing::new().token(&shutdown).code("shutdown").run(async {
+///     let _commit: ProtectGuard = protect();
+///     shutdown.cancel();
+///     tokio::time::sleep(Duration::from_millis(10)).await; // not cut here
+///     "committed"
+/// }));
+/// assert_eq!((&mut fenced).await.unwrap(), "committed");
+/// assert!(fenced.cancelled_by("shutdown"));
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use = "the section is protected only while the guard is alive"]
 pub struct ProtectGuard {

@@ -222,6 +222,24 @@ impl fmt::Debug for Registry {
 }
 
 /// The id of a registered operation, unique within its registry.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{Fencing, Registry};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let registry = Registry::new();
+/// let job = tokio::spawn(Fencing::new().register(&registry, "job").run(std::future::pending::<()>()));
+/// tokio::task::yield_now().await;
+/// let id = registry.list()[0].id();
+/// println!("cancelling operation {id}");
+/// assert!(registry.cancel(id, "stop"));
+/// assert!(!registry.cancel(id, "again"), "once");
+/// # let _ = job.await;
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OperationId(u64);
 
@@ -232,6 +250,42 @@ impl fmt::Display for OperationId {
 }
 
 /// A snapshot of one running operation, from [`Registry::list`].
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{protect, Fencing, Registry, Token};
+/// use std::time::Duration;
+/// use tokio::time::Instant;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let registry = Registry::new();
+/// let shutdown = Token::new();
+/// let started = Instant::now();
+/// let export = tokio::spawn(
+///     Fencing::new()
+///         .timeout(Duration::from_secs(60))
+///         .token(&shutdown)
+///         .code("shutdown")
+///         .register(&registry, "export")
+///         .run(async {
+///             let _commit = protect(); // keeps running after the shutdown
+///             std::future::pending::<()>().await
+///         }),
+/// );
+/// tokio::task::yield_now().await;
+/// shutdown.cancel();
+/// tokio::task::yield_now().await;
+///
+/// let info = &registry.list()[0];
+/// assert_eq!(info.name(), "export");
+/// assert_eq!(info.started(), started);
+/// assert_eq!(info.deadline(), Some(started + Duration::from_secs(60)));
+/// assert!(info.reasons()[0].has_code("shutdown"), "fired, body still protected");
+/// # export.abort();
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct OperationInfo {
     id: OperationId,
@@ -243,24 +297,40 @@ pub struct OperationInfo {
 
 impl OperationInfo {
     /// Its id, for [`Registry::cancel`].
+    ///
+    /// # Examples
+    ///
+    /// See [`OperationInfo`].
     #[must_use]
     pub fn id(&self) -> OperationId {
         self.id
     }
 
     /// The name it registered under.
+    ///
+    /// # Examples
+    ///
+    /// See [`OperationInfo`].
     #[must_use]
     pub fn name(&self) -> &str {
         self.name.as_str()
     }
 
     /// When its fence started.
+    ///
+    /// # Examples
+    ///
+    /// See [`OperationInfo`].
     #[must_use]
     pub fn started(&self) -> Instant {
         self.started
     }
 
     /// Its deadline when it started, if it had one.
+    ///
+    /// # Examples
+    ///
+    /// See [`OperationInfo`].
     #[must_use]
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
@@ -269,6 +339,10 @@ impl OperationInfo {
     /// The reasons its fence had recorded when the snapshot was taken: a
     /// body still running after a trigger fired (protected, in a grace
     /// period) shows them here.
+    ///
+    /// # Examples
+    ///
+    /// See [`OperationInfo`].
     #[must_use]
     pub fn reasons(&self) -> &[Reason] {
         &self.reasons

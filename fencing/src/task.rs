@@ -42,6 +42,7 @@ use tokio::task::JoinHandle;
 /// # Panics
 ///
 /// Panics if called outside a tokio runtime, as [`tokio::spawn`] does.
+#[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
 #[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
@@ -85,6 +86,7 @@ where
 /// # Panics
 ///
 /// Panics if called outside a tokio runtime, as [`tokio::task::spawn_blocking`] does.
+#[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
 #[track_caller]
 pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
 where
@@ -138,6 +140,7 @@ where
 /// panic in the shielded work is resumed in the caller awaiting it. Awaiting
 /// it panics too if the runtime running the work shut down before the work
 /// completed (there is no value to return).
+#[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
 #[track_caller]
 pub fn shield<F>(future: F) -> Shielded<F::Output>
 where
@@ -151,9 +154,22 @@ where
 
 /// The future returned by [`shield`]: resolves to the shielded work's output.
 ///
+/// # Examples
+///
+/// ```
+/// use fencing::{shield, Shielded};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let work: Shielded<u32> = shield(async { 7 });
+/// assert_eq!(work.await, 7);
+/// # }
+/// ```
+///
 /// # Cancel safety
 ///
 /// Dropping it does not stop the shielded work; see [`shield`].
+#[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
 #[derive(Debug)]
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Shielded<T> {

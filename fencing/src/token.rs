@@ -421,6 +421,24 @@ impl fmt::Debug for Token {
 
 /// The future returned by [`Token::cancelled`]: resolves with the reason once
 /// the token is cancelled.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{Token, WaitForCancellationFuture};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let token = Token::new();
+/// token.cancel_with("stop");
+/// let wait: WaitForCancellationFuture<'_> = token.cancelled();
+/// assert_eq!(wait.await.message(), "stop");
+/// # }
+/// ```
+///
+/// # Cancel safety
+///
+/// Dropping it removes its waker and loses nothing.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitForCancellationFuture<'a> {
     node: &'a Arc<Node>,
@@ -452,6 +470,25 @@ impl fmt::Debug for WaitForCancellationFuture<'_> {
 
 /// The future returned by [`Token::cancelled_owned`]: like
 /// [`WaitForCancellationFuture`], but `'static`.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{Token, WaitForCancellationFutureOwned};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let token = Token::new();
+/// let wait: WaitForCancellationFutureOwned = token.clone().cancelled_owned();
+/// let waiter = tokio::spawn(wait);
+/// token.cancel_with("stop");
+/// assert_eq!(waiter.await.unwrap().message(), "stop");
+/// # }
+/// ```
+///
+/// # Cancel safety
+///
+/// Dropping it removes its waker and loses nothing.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitForCancellationFutureOwned {
     token: Token,

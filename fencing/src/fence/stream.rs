@@ -66,6 +66,7 @@ pin_project! {
     /// assert!(items.cancelled().unwrap().cancelled_by("budget"));
     /// # }
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
     #[must_use = "streams do nothing unless polled"]
     pub struct FencedStream<S> {
         // Dropped first, as a fence's body.

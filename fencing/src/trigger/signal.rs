@@ -23,6 +23,7 @@ use std::time::Duration;
 ///
 /// assert_eq!(OsSignal::Interrupt.to_string(), if cfg!(unix) { "SIGINT" } else { "ctrl-c" });
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum OsSignal {
@@ -187,6 +188,7 @@ pub(crate) fn signal(signal: OsSignal) -> BoxFuture {
 /// # Ok(())
 /// # }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     graceful: Token,
@@ -202,6 +204,21 @@ impl Shutdown {
     /// with `escalate_after`, that long after the first signal with
     /// `"shutdown escalated after 30s"`, whichever comes first. An
     /// `escalate_after` that overflows the clock never escalates on time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{OsSignal, Shutdown};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let shutdown = Shutdown::listen([OsSignal::Interrupt], Some(Duration::from_secs(30)))?;
+    /// assert!(!shutdown.token().is_cancelled(), "no signal yet");
+    /// assert!(!shutdown.hard_token().is_cancelled());
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -261,12 +278,20 @@ impl Shutdown {
 
     /// The graceful token: cancelled by the first signal. Declare it in the
     /// `Fencing` of every piece of work that should stop on shutdown.
+    ///
+    /// # Examples
+    ///
+    /// See [`Shutdown::listen`] and [`Shutdown`].
     #[must_use]
     pub fn token(&self) -> Token {
         self.graceful.clone()
     }
 
     /// The hard token: cancelled by a second signal or the escalation delay.
+    ///
+    /// # Examples
+    ///
+    /// See [`Shutdown::listen`] and [`Shutdown`].
     #[must_use]
     pub fn hard_token(&self) -> Token {
         self.hard.clone()
