@@ -23,7 +23,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
-use support::{codes, hand, latest_instant, Probe};
+use support::{codes, hand, latest_instant, OnDrop, Probe, WakeCounter};
 use tokio::runtime::{Builder, Runtime};
 use tokio::time::{self, Instant};
 use tokio_test::{assert_pending, assert_ready, assert_ready_err, assert_ready_ok};
@@ -56,39 +56,6 @@ fn far_past(now: Instant) -> Instant {
             return at;
         }
         back /= 2;
-    }
-}
-
-/// A waker that counts its wake-ups.
-#[derive(Default)]
-struct Count(AtomicUsize);
-
-impl Count {
-    fn get(&self) -> usize {
-        self.0.load(SeqCst)
-    }
-}
-
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
-
-/// Runs a closure when dropped.
-struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
-
-impl OnDrop {
-    fn new(f: impl FnOnce() + Send + 'static) -> Self {
-        Self(Some(Box::new(f)))
-    }
-}
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f();
-        }
     }
 }
 
@@ -641,7 +608,7 @@ fn bad_input_cancel_from_inside_a_waker() {
     assert_eq!((a.__waiter_count(), b.__waiter_count()), (1, 1));
 
     // Someone else waits on `b`.
-    let count = Arc::new(Count::default());
+    let count = Arc::new(WakeCounter::default());
     let other = Waker::from(count.clone());
     let mut on_b = pin!(b.cancelled());
     assert!(on_b
@@ -662,7 +629,7 @@ fn bad_input_cancel_from_inside_a_waker() {
         "the first cancel wins"
     );
     assert_eq!(b.reason().unwrap().message(), "from a waker");
-    assert_eq!(count.get(), 1, "b's other waiter is woken");
+    assert_eq!(count.wakes(), 1, "b's other waiter is woken");
     let Poll::Ready(reason) = on_b.as_mut().poll(&mut Context::from_waker(&other)) else {
         panic!("b is cancelled");
     };
@@ -758,7 +725,7 @@ fn bad_input_cancel_from_inside_an_on_cancel_hook() {
 #[tokio::test(start_paused = true)]
 async fn bad_input_cancel_after_every_waiter_is_gone() {
     let token = Token::new();
-    let count = Arc::new(Count::default());
+    let count = Arc::new(WakeCounter::default());
     let waker = Waker::from(count.clone());
     let mut cx = Context::from_waker(&waker);
     {
@@ -775,7 +742,7 @@ async fn bad_input_cancel_after_every_waiter_is_gone() {
     assert_eq!(token.__waiter_count(), 0, "every registration left");
 
     assert!(token.cancel_with("nobody listens"), "the cancel still wins");
-    assert_eq!(count.get(), 0, "no dropped waiter is woken");
+    assert_eq!(count.wakes(), 0, "no dropped waiter is woken");
     assert_eq!(token.reason().unwrap().message(), "nobody listens");
     assert!(!token.cancel());
 
@@ -1471,7 +1438,7 @@ fn bad_input_waker_panics() {
     let token = Token::new();
     let child = token.child();
     let exploding = Waker::from(Arc::new(Exploding));
-    let count = Arc::new(Count::default());
+    let count = Arc::new(WakeCounter::default());
     let counting = Waker::from(count.clone());
 
     let mut first = pin!(token.cancelled());
@@ -1494,7 +1461,7 @@ fn bad_input_waker_panics() {
     assert_eq!(panic_text(&*payload), "waker blew up");
     assert!(token.is_cancelled());
     // As for a panicking hook: the rest of the tree is still cancelled.
-    assert_eq!(count.get(), 2, "the other waiters are woken");
+    assert_eq!(count.wakes(), 2, "the other waiters are woken");
     assert_eq!(
         child.reason().map(|r| r.message().to_owned()),
         Some("stop".to_owned()),

@@ -1,11 +1,20 @@
-//! Contract tests (STYLE rule 20): auto traits of every public type, the
-//! size of `Cancelled`, its error-trait and `io::Error` contract, its
-//! `Display`, and the ways to make a `Code`.
+//! Contract tests (STYLE rule 20): auto traits of every public type, in one
+//! list checked against the crate's exports, the size of `Cancelled`, its
+//! error-trait and `io::Error` contract, its `Display`, and the ways to make
+//! a `Code`.
 
+#[cfg(feature = "test-util")]
+use fencing::LiveCounts;
+#[cfg(feature = "rt")]
+use fencing::Shielded;
 use fencing::{
-    Cancelled, Code, DropGuard, DropGuardRef, Fenced, Fencing, Message, Reason, ReasonKind, Token,
-    WaitForCancellationFuture, WaitForCancellationFutureOwned,
+    BoundFuture, Cancelled, Code, DropGuard, DropGuardRef, FenceExt, FenceHandle, Fenced, Fencing,
+    Message, OnCancel, OperationId, OperationInfo, ProtectGuard, Reason, ReasonKind, Registry,
+    Token, Verdict, WaitForCancellationFuture, WaitForCancellationFutureOwned,
+    WaitForFencingFuture,
 };
+#[cfg(feature = "signal")]
+use fencing::{OsSignal, Shutdown};
 use std::collections::HashSet;
 use std::error::Error;
 use std::future::{pending, Future, Ready};
@@ -17,40 +26,154 @@ use std::pin::Pin;
 use std::time::Duration;
 use tokio::time::Instant;
 
-const fn assert_send_sync_unpin<T: Send + Sync + Unpin>() {}
+const fn send_sync<T: Send + Sync>() {}
+const fn unpin<T: Unpin>() {}
+const fn unwind_safe<T: UnwindSafe + RefUnwindSafe>() {}
+const fn clone<T: Clone>() {}
+const fn debug<T: std::fmt::Debug>() {}
+const fn error<E: Error + Send + Sync + 'static>() {}
+const fn verdict<V: Verdict>() {}
+const fn fence_ext<F: FenceExt>() {}
 const fn assert_send_sync<T: Send + Sync>() {}
 const fn assert_send<T: Send>() {}
-const fn assert_unwind_safe<T: UnwindSafe + RefUnwindSafe>() {}
-const fn assert_error<E: Error + Send + Sync + 'static>() {}
-const fn assert_clone<T: Clone>() {}
 
-// Checked when the test crate compiles; the `#[test]`s below repeat them so
-// each contract is reported by name.
+/// A stream to instantiate `FencedStream` with.
+#[cfg(feature = "stream")]
+struct Items;
+
+#[cfg(feature = "stream")]
+impl futures_core::Stream for Items {
+    type Item = ();
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<()>> {
+        std::task::Poll::Ready(None)
+    }
+}
+
+/// Every public type and trait of the crate, once, with what it promises
+/// (an item behind a feature, under its `cfg`). Checked when the test crate
+/// compiles; `every_public_type_is_listed` checks that the list and the
+/// crate's `pub use` lines name the same items, so a new export cannot go
+/// unlisted.
+macro_rules! contract {
+    ($($(#[$cfg:meta])* $name:literal => $ty:ty: $($check:ident)+;)*) => {
+        const _: () = { $( $(#[$cfg])* { $( $check::<$ty>(); )+ } )* };
+
+        // Read only with every feature on; pushed one by one for the `cfg`s.
+        #[allow(dead_code, clippy::vec_init_then_push)]
+        fn listed() -> Vec<&'static str> {
+            let mut listed = Vec::new();
+            $( $(#[$cfg])* listed.push($name); )*
+            listed
+        }
+    };
+}
+
+contract! {
+    "BoundFuture" => BoundFuture<Ready<()>>: send_sync unpin unwind_safe debug;
+    "Cancelled" => Cancelled: send_sync unpin unwind_safe clone debug error;
+    "Code" => Code: send_sync unpin unwind_safe clone debug;
+    "DropGuard" => DropGuard: send_sync unpin unwind_safe debug;
+    "DropGuardRef" => DropGuardRef<'static>: send_sync unpin unwind_safe debug;
+    "FenceExt" => Ready<()>: fence_ext;
+    "FenceHandle" => FenceHandle: send_sync unpin unwind_safe clone debug;
+    // Like `tokio::time::Timeout`, not `Unpin`: see below.
+    "Fenced" => Fenced<Ready<()>>: send_sync debug;
+    #[cfg(feature = "stream")]
+    "FencedStream" => fencing::FencedStream<Items>: send_sync debug;
+    "Fencing" => Fencing: send_sync unpin unwind_safe clone debug;
+    #[cfg(feature = "test-util")]
+    "LiveCounts" => LiveCounts: send_sync unpin unwind_safe clone debug;
+    "Message" => Message: send_sync unpin unwind_safe clone debug;
+    "OnCancel" => OnCancel: send_sync unpin unwind_safe debug;
+    "OperationId" => OperationId: send_sync unpin unwind_safe clone debug;
+    "OperationInfo" => OperationInfo: send_sync unpin unwind_safe clone debug;
+    #[cfg(feature = "signal")]
+    "OsSignal" => OsSignal: send_sync unpin unwind_safe clone debug;
+    "ProtectGuard" => ProtectGuard: send_sync unpin unwind_safe debug;
+    "Reason" => Reason: send_sync unpin unwind_safe clone debug;
+    "ReasonKind" => ReasonKind: send_sync unpin unwind_safe clone debug;
+    "Registry" => Registry: send_sync unpin unwind_safe clone debug;
+    #[cfg(feature = "rt")]
+    "Shielded" => Shielded<()>: send_sync unpin unwind_safe debug;
+    #[cfg(feature = "signal")]
+    "Shutdown" => Shutdown: send_sync unpin unwind_safe clone debug;
+    "Token" => Token: send_sync unpin unwind_safe clone debug;
+    "Verdict" => bool: verdict;
+    "WaitForCancellationFuture" => WaitForCancellationFuture<'static>: send_sync unpin unwind_safe debug;
+    "WaitForCancellationFutureOwned" => WaitForCancellationFutureOwned: send_sync unpin unwind_safe debug;
+    "WaitForFencingFuture" => WaitForFencingFuture: send_sync debug;
+}
+
 const _: () = {
-    assert_send_sync_unpin::<Token>();
-    assert_send_sync_unpin::<Fencing>();
-    assert_send_sync_unpin::<Cancelled>();
-    assert_send_sync_unpin::<Reason>();
-    assert_send_sync_unpin::<ReasonKind>();
-    assert_send_sync_unpin::<Code>();
-    assert_send_sync_unpin::<Message>();
-    assert_send_sync_unpin::<DropGuard>();
-    assert_send_sync_unpin::<DropGuardRef<'static>>();
-    assert_send_sync_unpin::<WaitForCancellationFuture<'static>>();
-    assert_send_sync_unpin::<WaitForCancellationFutureOwned>();
-    assert_send_sync_unpin::<fencing::ProtectGuard>();
-    assert_send_sync_unpin::<fencing::BoundFuture<Ready<()>>>();
-    assert_send_sync::<fencing::WaitForFencingFuture>();
-    assert_send_sync::<Fenced<Ready<()>>>();
-    assert_unwind_safe::<Token>();
-    assert_unwind_safe::<Fencing>();
-    assert_unwind_safe::<Cancelled>();
-    assert_unwind_safe::<Reason>();
-    assert_error::<Cancelled>();
-    assert_clone::<Cancelled>();
+    verdict::<Result<bool, io::Error>>();
     assert!(size_of::<Cancelled>() == size_of::<*const ()>());
     assert!(size_of::<Result<(), Cancelled>>() == size_of::<*const ()>());
 };
+
+/// The crate's exported types and traits, as `src/lib.rs` names them in its
+/// `pub use` lines (functions and modules start lower case), whatever their
+/// feature.
+#[cfg(all(
+    feature = "rt",
+    feature = "signal",
+    feature = "stream",
+    feature = "test-util"
+))]
+fn exported() -> Vec<String> {
+    let lib = include_str!("../src/lib.rs");
+    let mut names = Vec::new();
+    let mut rest = lib;
+    while let Some(at) = rest.find("pub use crate::") {
+        let tail = &rest[at..];
+        let end = tail.find(';').expect("a `pub use` ends");
+        let path = &tail[..end];
+        let items = match path.find('{') {
+            Some(open) => &path[open + 1..path.rfind('}').expect("a group closes")],
+            None => &path[path.rfind("::").expect("a path") + 2..],
+        };
+        names.extend(
+            items
+                .split(',')
+                .map(str::trim)
+                .filter(|name| name.starts_with(|c: char| c.is_ascii_uppercase()))
+                .map(str::to_owned),
+        );
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+#[cfg(all(
+    feature = "rt",
+    feature = "signal",
+    feature = "stream",
+    feature = "test-util"
+))]
+fn every_public_type_is_listed() {
+    let exported = exported();
+    assert!(
+        exported.len() > 20,
+        "the parser found the exports: {exported:?}"
+    );
+    let listed = listed();
+    for name in &exported {
+        assert!(
+            listed.contains(&name.as_str()),
+            "{name} is exported but not in the contract list"
+        );
+    }
+    for name in &listed {
+        assert!(
+            exported.iter().any(|e| e == name),
+            "{name} is listed but not exported"
+        );
+    }
+}
 
 /// Answers "does `T` implement `Unpin`?" at run time, so that a missing impl
 /// fails one named test instead of the whole file's build. The inherent
@@ -77,18 +200,8 @@ fn probe<T>() -> Probe<T> {
 
 #[test]
 fn public_types_are_send_sync_unpin() {
-    assert_send_sync_unpin::<Token>();
-    assert_send_sync_unpin::<Fencing>();
-    assert_send_sync_unpin::<Cancelled>();
-    assert_send_sync_unpin::<Reason>();
-    assert_send_sync_unpin::<ReasonKind>();
-    assert_send_sync_unpin::<Code>();
-    assert_send_sync_unpin::<Message>();
-    assert_send_sync_unpin::<DropGuard>();
-    assert_send_sync_unpin::<DropGuardRef<'_>>();
-    assert_send_sync_unpin::<WaitForCancellationFuture<'_>>();
-    assert_send_sync_unpin::<WaitForCancellationFutureOwned>();
-
+    // What each type promises is in the list above, checked at compile
+    // time; here, the probe the `Unpin` tests below rely on.
     // The probe agrees with the compiler on a type known to be `Unpin`...
     assert!(probe::<Token>().is_unpin());
     // ...and on one known not to be.
@@ -116,11 +229,8 @@ fn fenced_is_not_unpin_like_tokio_timeout() {
 
 #[test]
 fn core_types_are_unwind_safe() {
-    assert_unwind_safe::<Token>();
-    assert_unwind_safe::<Fencing>();
-    assert_unwind_safe::<Cancelled>();
-    assert_unwind_safe::<Reason>();
-
+    // `Token`, `Fencing`, `Cancelled` and `Reason` are `unwind_safe` in the
+    // list above.
     // So they cross `catch_unwind` without `AssertUnwindSafe`.
     let token = Token::new();
     let inside = token.clone();
@@ -174,7 +284,7 @@ async fn token_error(message: &'static str, code: &'static str) -> Cancelled {
 
 #[tokio::test(start_paused = true)]
 async fn cancelled_is_a_send_sync_static_error() {
-    assert_error::<Cancelled>();
+    error::<Cancelled>();
 
     let cancelled = token_error("stop", "shutdown").await;
     assert!(cancelled.source().is_none());
@@ -378,4 +488,57 @@ async fn code_from_an_application_enum() {
     assert!(!cancelled.cancelled_by(Stop::Budget));
     assert!(cancelled.reason().has_code(Stop::Shutdown));
     assert_eq!(cancelled.reason().code().unwrap(), "shutdown");
+}
+
+/// Where a panic inside `f` is reported, with its message.
+fn panic_location(f: impl FnOnce() + UnwindSafe) -> (String, u32) {
+    use std::sync::{Arc, Mutex};
+    // The hook is process-wide: one such test at a time.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = Arc::new(Mutex::new(None));
+    let record = Arc::clone(&seen);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(location) = info.location() {
+            *record.lock().unwrap() = Some((location.file().to_owned(), location.line()));
+        }
+    }));
+    let caught = std::panic::catch_unwind(f);
+    std::panic::set_hook(previous);
+    assert!(caught.is_err(), "it panics");
+    let seen = seen.lock().unwrap().clone();
+    seen.expect("the hook saw the panic")
+}
+
+/// The `#[track_caller]` entry points report a panic at the caller's line,
+/// not inside the crate (STYLE rule 20).
+#[test]
+fn panic_locations_are_the_callers() {
+    let line = line!() + 1;
+    let (file, at) = panic_location(|| drop(Fencing::new().condition(Duration::ZERO, || true)));
+    assert_eq!((file.as_str(), at), (file!(), line), "condition");
+
+    let line = line!() + 2;
+    let (file, at) =
+        panic_location(|| drop(Fencing::new().condition_async(Duration::ZERO, || async { true })));
+    assert_eq!((file.as_str(), at), (file!(), line), "condition_async");
+
+    #[cfg(feature = "rt")]
+    {
+        let line = line!() + 1;
+        let (file, at) = panic_location(|| drop(fencing::spawn(async {})));
+        assert_eq!(
+            (file.as_str(), at),
+            (file!(), line),
+            "spawn outside a runtime"
+        );
+        let line = line!() + 1;
+        let (file, at) = panic_location(|| drop(fencing::shield(async {})));
+        assert_eq!(
+            (file.as_str(), at),
+            (file!(), line),
+            "shield outside a runtime"
+        );
+    }
 }

@@ -53,13 +53,7 @@ async fn two_phase_body_finishes_within_the_grace_period() {
 #[tokio::test(start_paused = true)]
 async fn two_phase_body_still_running_is_dropped_when_the_grace_period_ends() {
     let dropped = Arc::new(AtomicBool::new(false));
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    let flag = Flag(dropped.clone());
+    let flag = OnDrop::flag(&dropped);
     let fenced = Fencing::new()
         .timeout(Duration::from_secs(10))
         .code("budget")
@@ -166,7 +160,7 @@ async fn two_phase_cancelled_future_resolves_with_what_fired() {
 
 mod support;
 
-use support::{codes, hand, Probe};
+use support::{codes, hand, OnDrop, Probe};
 use tokio_test::{assert_ready_err, assert_ready_ok};
 
 /// A request: a 10 s budget that cuts hard, and a shutdown with 5 s grace.
@@ -414,13 +408,7 @@ async fn grace_for_protect_defers_the_drop_past_the_grace_end() {
     let shutdown = Token::new();
     let release = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicBool::new(false));
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    let (r, flag) = (release.clone(), Flag(dropped.clone()));
+    let (r, flag) = (release.clone(), OnDrop::flag(&dropped));
     let mut task = hand(request(&shutdown).run(async move {
         let _flag = flag;
         let guard = fencing::protect();

@@ -11,11 +11,11 @@ mod support;
 use fencing::{Fencing, ReasonKind, Token};
 use std::future::{pending, Future};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use support::{fence, hand, Probe};
+use support::{clones_held_elsewhere, counting_waker, fence, hand, OnDrop, Probe};
 use tokio::time::{self, Instant};
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok};
 
@@ -25,55 +25,15 @@ use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok};
 
 /// Sets a flag and sends on a channel when dropped: held by a body, it shows
 /// when the body's destructors ran.
-struct OnDrop {
-    flag: Arc<AtomicBool>,
-    tx: mpsc::Sender<&'static str>,
-}
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        self.flag.store(true, SeqCst);
-        let _ = self.tx.send("dropped");
-    }
-}
-
 fn on_drop() -> (OnDrop, Arc<AtomicBool>, mpsc::Receiver<&'static str>) {
     let flag = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let guard = OnDrop {
-        flag: Arc::clone(&flag),
-        tx,
-    };
+    let set = Arc::clone(&flag);
+    let guard = OnDrop::new(move || {
+        set.store(true, SeqCst);
+        let _ = tx.send("dropped");
+    });
     (guard, flag, rx)
-}
-
-/// A waker that counts its wakes; `Arc::strong_count` of the counter tells
-/// how many clones of it are still held somewhere (by a token, a timer, ...).
-#[derive(Default)]
-struct WakeCounter {
-    wakes: AtomicUsize,
-}
-
-impl Wake for WakeCounter {
-    fn wake(self: Arc<Self>) {
-        self.wakes.fetch_add(1, SeqCst);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.fetch_add(1, SeqCst);
-    }
-}
-
-fn counting_waker() -> (Arc<WakeCounter>, Waker) {
-    let counter = Arc::new(WakeCounter::default());
-    let waker = Waker::from(Arc::clone(&counter));
-    (counter, waker)
-}
-
-/// Clones of the counting waker held by anyone but the test (which holds the
-/// counter and one waker).
-fn clones_held_elsewhere(counter: &Arc<WakeCounter>) -> usize {
-    Arc::strong_count(counter) - 2
 }
 
 // ---------------------------------------------------------------------------
@@ -839,11 +799,7 @@ async fn nothing_leaks_when_a_pending_fence_is_dropped() {
     assert_eq!(b.__waiter_count(), 0);
     assert_eq!(clones_held_elsewhere(&counter), 0, "timer included");
     time::advance(Duration::from_secs(20)).await;
-    assert_eq!(
-        counter.wakes.load(SeqCst),
-        0,
-        "nothing wakes a dropped fence"
-    );
+    assert_eq!(counter.wakes(), 0, "nothing wakes a dropped fence");
 }
 
 #[tokio::test(start_paused = true)]
@@ -866,8 +822,8 @@ async fn nothing_leaks_when_repolled_with_another_waker() {
     assert_eq!(b.__waiter_count(), 2);
 
     time::advance(Duration::from_secs(10)).await;
-    assert_eq!(old.wakes.load(SeqCst), 0);
-    assert_eq!(new.wakes.load(SeqCst), 1, "the timer wakes the new waker");
+    assert_eq!(old.wakes(), 0);
+    assert_eq!(new.wakes(), 1, "the timer wakes the new waker");
 }
 
 /// No runtime here: a fence that created its timer would panic, so a fence

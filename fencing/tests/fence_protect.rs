@@ -2,6 +2,8 @@
 //! cancel; triggers firing meanwhile are recorded; the body is dropped at
 //! the first poll after the last guard is released.
 
+mod support;
+
 use fencing::{current, protect, Fencing, Token};
 use futures_test::task::new_count_waker;
 use std::future::pending;
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use support::OnDrop;
 use tokio::sync::oneshot;
 use tokio_test::{assert_pending, assert_ready, task};
 
@@ -19,22 +22,13 @@ fn poll<F: Future>(fenced: &mut Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Ou
     fenced.as_mut().poll(cx)
 }
 
-/// Sets its flag when dropped, so a test can see when the body is dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn protected_sections_defer_the_drop_until_the_last_guard_goes() {
     let shutdown = Token::new();
     let dropped = Arc::new(AtomicBool::new(false));
     let (release, released) = oneshot::channel::<()>();
 
-    let flag = DropFlag(dropped.clone());
+    let flag = OnDrop::flag(&dropped);
     let fenced = Fencing::new()
         .token(&shutdown)
         .code("shutdown")
@@ -104,7 +98,7 @@ async fn protected_sections_let_a_body_that_completes_return_its_value() {
 #[tokio::test(start_paused = true)]
 async fn protected_sections_nest_and_hold_across_awaits_with_time() {
     let dropped = Arc::new(AtomicBool::new(false));
-    let flag = DropFlag(dropped.clone());
+    let flag = OnDrop::flag(&dropped);
     let fenced = Fencing::new()
         .timeout(Duration::from_secs(1))
         .code("budget")

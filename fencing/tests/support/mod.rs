@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_test::task::{spawn, Spawn};
@@ -131,4 +131,63 @@ impl Drop for ProbeBody {
     fn drop(&mut self) {
         self.0 .0.drops.fetch_add(1, SeqCst);
     }
+}
+
+/// Runs a closure when dropped: held by a body, it shows when the body's
+/// destructors ran.
+pub(crate) struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl OnDrop {
+    pub(crate) fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+
+    /// Sets `flag` when dropped.
+    pub(crate) fn flag(flag: &Arc<AtomicBool>) -> Self {
+        let flag = Arc::clone(flag);
+        Self::new(move || flag.store(true, SeqCst))
+    }
+}
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// A waker that counts its wakes. `Arc::strong_count` of the counter tells
+/// how many clones of it are held (by a token, a timer, ...): see
+/// [`clones_held_elsewhere`].
+#[derive(Default)]
+pub(crate) struct WakeCounter(AtomicUsize);
+
+impl WakeCounter {
+    pub(crate) fn wakes(&self) -> usize {
+        self.0.load(SeqCst)
+    }
+}
+
+impl Wake for WakeCounter {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// A counter and a waker that counts into it.
+pub(crate) fn counting_waker() -> (Arc<WakeCounter>, Waker) {
+    let counter = Arc::new(WakeCounter::default());
+    let waker = Waker::from(Arc::clone(&counter));
+    (counter, waker)
+}
+
+/// Clones of the counting waker held by anyone but the test (which holds the
+/// counter and one waker).
+pub(crate) fn clones_held_elsewhere(counter: &Arc<WakeCounter>) -> usize {
+    Arc::strong_count(counter) - 2
 }
