@@ -3,26 +3,35 @@
 //! time wins), 4 (other triggers never merge), 5 (inspect before await),
 //! 6 (pre-fired bodies never start), 7 (completion wins ties), 8 (hard cancel
 //! is drop), 10 (fences bind), 11 (derivation), 13 (children follow parents),
-//! 16 (effective deadline), 18 (two-phase cancel), 21 (nothing leaks: no
-//! token keeps a waiter once the fence is done or dropped) and 22 (time is
-//! tokio's).
+//! 16 (effective deadline), 17 (protected sections), 18 (two-phase cancel),
+//! 21 (nothing leaks: no token keeps a waiter once the fence is done or
+//! dropped) and 22 (time is tokio's), with handles, policies and a registry.
 //!
 //! A generated *program* declares triggers step by step (timeouts, deadlines
-//! that may lie in the past, tokens from a small tree, future triggers, codes,
-//! derivations through the context, grace periods, and time advancing between
-//! declarations), runs a body that completes after some virtual time (or
-//! never), then plays a schedule of events (advance the clock, cancel a
-//! token, open a future trigger's gate, poll the fence). The model predicts
+//! that may lie in the past, tokens from a small tree, future triggers,
+//! handles and their reschedules, codes, policies, a registration,
+//! derivations through the context, by a binding or a fence's body, grace
+//! periods, and time advancing between declarations), runs a body that
+//! completes after some virtual time (or never) and may take a protection
+//! guard, then plays a schedule of events (advance the clock, cancel a token
+//! or a handle, reschedule a handle, cancel through the registry, open a
+//! future trigger's gate, release the guard, poll the fence). Handles
+//! declared before and after derivations make reschedules happen inside
+//! nested scopes (issue 10: a moved deadline composes with every other). The model predicts
 //! after every step and event: the effective deadline, the fence's outcome
-//! on each poll, every reason in order (kind, code, message), `is_cancelled`,
-//! `is_interrupted`, how often the body was polled, whether it was dropped,
-//! the context the body saw, and which events must wake the fence.
+//! on each poll, every reason in order (kind, code, message), the reasons a
+//! policy declined, `is_cancelled`, `is_interrupted`, how often the body was
+//! polled, whether it was dropped, the context the body saw, the registry's
+//! listing, and which events must wake the fence.
 //!
 //! Everything runs on a paused clock, one fresh runtime per case, polled by
 //! hand; nothing sleeps in real time. `PROPTEST_CASES` overrides the default
 //! case count.
 
-use fencing::{current, Fenced, Fencing, Reason, ReasonKind, Token};
+use fencing::{
+    current, protect, FenceHandle, Fenced, Fencing, ProtectGuard, Reason, ReasonKind, Registry,
+    Token,
+};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -43,6 +52,10 @@ use tokio_test::task::{spawn, Spawn};
 const CODES: [&str; 3] = ["a", "b", "c"];
 /// Future triggers watch one of this many gates.
 const GATES: usize = 2;
+/// Handles a program may declare and steer.
+const HANDLES: usize = 2;
+/// The code of reasons given through the registry.
+const REGISTRY: &str = "registry";
 /// `Duration::from_secs(1 << 32)`: representable, beyond the fence's
 /// thirty-year timer horizon, never reached by a program.
 const HUGE_MS: i64 = (1 << 32) * 1000;
@@ -88,16 +101,35 @@ enum Step {
     Token(usize, Option<usize>),
     /// `.future(gate k)`: fires once a fence sees the gate open.
     Future(usize, Option<usize>),
+    /// `.handle(&handles[h])`.
+    Handle(usize, Option<usize>),
+    /// Reschedule handle `h` while declaring.
+    Reschedule(usize, Resched),
+    /// `.policy(..)` declining the reasons with code `c`.
+    Policy(usize),
+    /// `.register(&registry, "op")`.
+    Register,
     /// A bare `.code()`: labels the trigger declared just before, if any.
     Code(usize),
-    /// Bind the partial `Fencing` and continue from `current()` inside.
-    Derive,
+    /// Continue from `current()` inside the partial `Fencing`: bound to a
+    /// future (`false`) or as the body of a fence of it (`true`, when nothing
+    /// has fired and it has no future trigger, so that the body runs).
+    Derive(bool),
     /// Advance the virtual clock between declarations (see [`Event::Advance`]).
     Advance(u64, bool),
     /// `.grace(ms)`, or `.grace(Duration::MAX)` for `None`.
     Grace(Option<u64>),
     /// `.grace_for(code, ms)`, or `Duration::MAX` for `None`.
     GraceFor(usize, Option<u64>),
+}
+
+/// A reschedule of a handle.
+#[derive(Clone, Copy, Debug)]
+enum Resched {
+    /// `reschedule_after(len)`: `Len::Max` removes the deadline.
+    After(Len),
+    /// `reschedule(t0 + ms)`; `ms` may be negative (in the past).
+    At(i64),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +143,15 @@ enum Event {
     Cancel(usize, bool),
     /// Open gate `k`: the future triggers watching it complete.
     Open(usize),
+    /// Cancel handle `h`, with a message of its own if `true`.
+    CancelHandle(usize, bool),
+    /// Reschedule handle `h`.
+    Reschedule(usize, Resched),
+    /// `registry.cancel_matching(|_| true, ..)`.
+    RegistryCancel,
+    /// Drop the body's protection guard, if it took one (from outside the
+    /// fence's poll).
+    Release,
     /// Poll the fence (unless it is done).
     Poll,
 }
@@ -125,6 +166,9 @@ struct Program {
     /// At its `k`-th poll the body cancels token `i % tokens.len()` itself,
     /// with the message `"body"`, before it answers.
     body_cancels: Option<(usize, usize)>,
+    /// At its `k`-th poll the body takes a protection guard, kept until
+    /// `Event::Release`.
+    protect_at: Option<usize>,
     events: Vec<Event>,
 }
 
@@ -154,14 +198,25 @@ fn advance_kind() -> impl Strategy<Value = bool> {
     prop::bool::weighted(0.75)
 }
 
+fn resched() -> impl Strategy<Value = Resched> {
+    prop_oneof![
+        3 => len().prop_map(Resched::After),
+        2 => ms(70).prop_map(|ms| Resched::At(ms as i64 - 10)),
+    ]
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
+        2 => (0..HANDLES, code()).prop_map(|(h, c)| Step::Handle(h, c)),
+        1 => (0..HANDLES, resched()).prop_map(|(h, r)| Step::Reschedule(h, r)),
+        1 => (0..CODES.len()).prop_map(Step::Policy),
+        1 => Just(Step::Register),
         4 => (len(), code()).prop_map(|(l, c)| Step::Timeout(l, c)),
         3 => (ms(70), code()).prop_map(|(ms, c)| Step::Deadline(ms as i64 - 10, c)),
         4 => (0usize..3, code()).prop_map(|(i, c)| Step::Token(i, c)),
         1 => (0..GATES, code()).prop_map(|(k, c)| Step::Future(k, c)),
         1 => (0..CODES.len()).prop_map(Step::Code),
-        1 => Just(Step::Derive),
+        2 => any::<bool>().prop_map(Step::Derive),
         2 => (ms(20), advance_kind()).prop_map(|(ms, full)| Step::Advance(ms, full)),
         2 => prop::option::weighted(0.8, ms(30)).prop_map(Step::Grace),
         2 => (0..CODES.len(), prop::option::weighted(0.8, ms(30)))
@@ -174,6 +229,10 @@ fn event() -> impl Strategy<Value = Event> {
         3 => (ms(25), advance_kind()).prop_map(|(ms, full)| Event::Advance(ms, full)),
         3 => (0usize..3, any::<bool>()).prop_map(|(i, m)| Event::Cancel(i, m)),
         1 => (0..GATES).prop_map(Event::Open),
+        1 => (0..HANDLES, any::<bool>()).prop_map(|(h, m)| Event::CancelHandle(h, m)),
+        2 => (0..HANDLES, resched()).prop_map(|(h, r)| Event::Reschedule(h, r)),
+        1 => Just(Event::RegistryCancel),
+        1 => Just(Event::Release),
         4 => Just(Event::Poll),
     ]
 }
@@ -205,18 +264,22 @@ fn parents() -> impl Strategy<Value = Vec<Option<usize>>> {
 fn program() -> impl Strategy<Value = Program> {
     (
         parents(),
-        prop::collection::vec(step(), 0..9),
+        prop::collection::vec(step(), 0..10),
         prop::option::weighted(0.7, ms(80)),
         prop::option::weighted(0.15, (1usize..4, 0usize..3)),
+        prop::option::weighted(0.2, 1usize..4),
         events(),
     )
-        .prop_map(|(parents, steps, body, body_cancels, events)| Program {
-            parents,
-            steps,
-            body,
-            body_cancels,
-            events,
-        })
+        .prop_map(
+            |(parents, steps, body, body_cancels, protect_at, events)| Program {
+                parents,
+                steps,
+                body,
+                body_cancels,
+                protect_at,
+                events,
+            },
+        )
 }
 
 // ---------------------------------------------------------------------------
@@ -242,7 +305,8 @@ fn observed(reasons: &[Reason]) -> Vec<R> {
         .collect()
 }
 
-/// The world outside the fence: the clock, the tokens, the gates.
+/// The world outside the fence: the clock, the tokens, the gates, the
+/// handles.
 struct World {
     /// Virtual milliseconds since `t0`, on the clock.
     now: i64,
@@ -253,7 +317,15 @@ struct World {
     /// Each token's reason message, once cancelled.
     cancelled: Vec<Option<String>>,
     open: [bool; GATES],
+    /// Each handle's reason message, once cancelled.
+    handle_cancelled: [Option<String>; HANDLES],
+    /// Each handle's schedule: `None` until rescheduled, then the deadline
+    /// it set (`None` for "no deadline") and, for a relative one, its length.
+    schedule: [Option<Option<Scheduled>>; HANDLES],
 }
+
+/// A handle's deadline: the instant and, for a relative one, its length.
+type Scheduled = (i64, Option<Len>);
 
 impl World {
     /// Cancels token `i` and its descendants not cancelled yet. Returns
@@ -275,15 +347,25 @@ impl World {
         }
         (true, newly)
     }
+
+    /// What a reschedule sets, as `FenceHandle` documents it.
+    fn reschedule(&mut self, h: usize, r: Resched) {
+        self.schedule[h] = Some(match r {
+            Resched::After(len) => len.ms().map(|ms| (self.now + ms, Some(len))),
+            Resched::At(at) => Some((at, None)),
+        });
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
     Token(usize),
     Gate(usize),
+    /// Handle `h`, with the deadline it took over, if any.
+    Handle(usize, Option<Time>),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Time {
     /// Virtual milliseconds since `t0`.
     at: i64,
@@ -291,6 +373,14 @@ struct Time {
     after: Option<Len>,
     code: Option<usize>,
 }
+
+impl PartialEq for Len {
+    fn eq(&self, other: &Self) -> bool {
+        self.duration() == other.duration()
+    }
+}
+
+impl Eq for Len {}
 
 impl Time {
     fn reason(&self) -> R {
@@ -316,15 +406,20 @@ enum Last {
     Trigger,
 }
 
-/// The model of a `Fencing`, as documented on `Fencing`.
+/// The model of a `Fencing`, as documented on `Fencing` and `FenceHandle`.
 #[derive(Clone, Debug)]
 struct MFencing {
     deadline: Option<Time>,
     triggers: Vec<(Source, Option<usize>)>,
     last: Last,
+    /// Derived from the context: a handle declared now takes nothing over.
+    derived: bool,
     grace: Option<Duration>,
     /// Per code, the shortest grace period declared for it.
     grace_for: [Option<Duration>; CODES.len()],
+    /// The codes the declared policies decline.
+    declines: Vec<usize>,
+    registered: bool,
 }
 
 impl MFencing {
@@ -333,8 +428,11 @@ impl MFencing {
             deadline: None,
             triggers: Vec::new(),
             last: Last::Nothing,
+            derived: false,
             grace: None,
             grace_for: [None; CODES.len()],
+            declines: Vec::new(),
+            registered: false,
         }
     }
 
@@ -344,6 +442,14 @@ impl MFencing {
         code.and_then(|code| CODES.iter().position(|c| *c == code))
             .and_then(|c| self.grace_for[c])
             .or(self.grace)
+    }
+
+    /// Whether every policy lets `r` cancel.
+    fn accepts(&self, r: &R) -> bool {
+        !self
+            .declines
+            .iter()
+            .any(|&c| r.code.as_deref() == Some(CODES[c]))
     }
 
     /// Tightest time wins: strictly earlier replaces (with no code yet); an
@@ -367,6 +473,22 @@ impl MFencing {
         self.last = Last::Trigger;
     }
 
+    /// A handle: on a root `Fencing` it takes over the deadline declared
+    /// before it; derived from the context, nothing.
+    fn handle(&mut self, h: usize) {
+        let took = if self.derived {
+            None
+        } else {
+            self.deadline.take()
+        };
+        self.push(Source::Handle(h, took));
+    }
+
+    fn derive(&mut self) {
+        self.last = Last::Nothing;
+        self.derived = true;
+    }
+
     fn code(&mut self, code: Option<usize>) {
         let Some(code) = code else { return };
         match self.last {
@@ -382,6 +504,33 @@ impl MFencing {
                 }
             }
         }
+    }
+
+    /// The deadline in effect: the tightest of the declared one and every
+    /// handle's (the one it took over until rescheduled, then its own, under
+    /// its code); at equal instants a taken-over deadline, then the
+    /// declared one, then a reschedule, then by slot.
+    fn effective(&self, w: &World) -> Option<Time> {
+        let mut best = self.deadline.map(|d| (d, 1, 0));
+        for (j, &(source, code)) in self.triggers.iter().enumerate() {
+            let Source::Handle(h, took) = source else {
+                continue;
+            };
+            let candidate = match w.schedule[h] {
+                None => took.map(|t| (t, 0)),
+                Some(None) => None,
+                Some(Some((at, after))) => Some((Time { at, after, code }, 2)),
+            };
+            if let Some((time, rank)) = candidate {
+                let tighter = best
+                    .as_ref()
+                    .map_or(true, |(b, br, bj)| (time.at, rank, j) < (b.at, *br, *bj));
+                if tighter {
+                    best = Some((time, rank, j));
+                }
+            }
+        }
+        best.map(|(time, ..)| time)
     }
 }
 
@@ -435,26 +584,51 @@ enum Outcome {
 struct MFence {
     f: MFencing,
     state: State,
+    /// Accepted reasons, in firing order.
     recorded: Vec<R>,
+    /// Reasons a policy declined, in firing order.
+    declined: Vec<R>,
     deadline_fired: bool,
-    /// Per trigger: recorded.
+    /// Per trigger: recorded (accepted or declined).
     trig_recorded: Vec<bool>,
     /// Per future trigger: a fence has seen its gate open.
     seen: Vec<bool>,
+    /// The fence is in the registry (from its first poll until it is done).
+    entered: bool,
+    /// Its deadline when it entered.
+    entered_deadline: Option<i64>,
+    /// The registry cancelled the fence's entry, with this message.
+    reg_cancelled: Option<String>,
+    reg_recorded: bool,
     drop_at: DropAt,
     /// How many of `recorded` are counted in `drop_at`.
     graced: usize,
     /// A reason was recorded while a grace period ran.
     recorded_in_grace: bool,
+    /// What the fence's one timer watches, as set at its last pending poll.
+    timer_at: Option<i64>,
     ready_at: Option<i64>,
     /// At its `k`-th poll the body cancels token `t`.
     body_cancels: Option<(usize, usize)>,
+    /// At its `k`-th poll the body takes a protection guard.
+    protect_at: Option<usize>,
+    /// The body's guard is alive.
+    protected: bool,
+    /// The last poll found the drop due but the body protected: releasing
+    /// the guard wakes the fence.
+    protect_waiting: bool,
+    /// A drop was deferred by the guard at some poll.
+    deferred_by_guard: bool,
+    /// The effective deadline the body's context had at its last poll.
+    context_seen: Option<Option<i64>>,
     polls: usize,
     /// How many polls recorded a reason.
     recording_polls: usize,
     /// A poll saw the deadline passed on the clock but not yet through the
     /// timer.
     timer_behind: bool,
+    /// The deadline that fired was a handle's (taken over or rescheduled).
+    handle_deadline_fired: bool,
     dropped: bool,
     interrupted: bool,
     /// Something the pending fence waits on fired since its last poll.
@@ -468,21 +642,37 @@ impl MFence {
             f,
             state: State::Fresh,
             recorded: Vec::new(),
+            declined: Vec::new(),
             deadline_fired: false,
             trig_recorded: vec![false; n],
             seen: vec![false; n],
+            entered: false,
+            entered_deadline: None,
+            reg_cancelled: None,
+            reg_recorded: false,
             drop_at: DropAt::NotYet,
             graced: 0,
             recorded_in_grace: false,
+            timer_at: None,
             ready_at,
             body_cancels: None,
+            protect_at: None,
+            protected: false,
+            protect_waiting: false,
+            deferred_by_guard: false,
+            context_seen: None,
             polls: 0,
             recording_polls: 0,
             timer_behind: false,
+            handle_deadline_fired: false,
             dropped: false,
             interrupted: false,
             wake_expected: false,
         }
+    }
+
+    fn effective(&self, w: &World) -> Option<Time> {
+        self.f.effective(w)
     }
 
     /// The reason trigger `j` fired with, under its own code.
@@ -500,7 +690,21 @@ impl MFence {
                 code,
                 message: "trigger future completed".to_owned(),
             }),
+            Source::Handle(h, _) => w.handle_cancelled[h].as_ref().map(|m| R {
+                kind: ReasonKind::Token,
+                code,
+                message: m.clone(),
+            }),
         }
+    }
+
+    /// The registry's reason, if it cancelled the fence's entry.
+    fn registry_fired(&self) -> Option<R> {
+        self.reg_cancelled.as_ref().map(|m| R {
+            kind: ReasonKind::Token,
+            code: Some(REGISTRY.to_owned()),
+            message: m.clone(),
+        })
     }
 
     /// Gives future trigger `j` a poll.
@@ -515,16 +719,14 @@ impl MFence {
     /// The deadline has passed on the clock: how `Fencing::is_cancelled`
     /// and a fence's first poll see it.
     fn clock_passed(&self, w: &World) -> bool {
-        self.f.deadline.as_ref().is_some_and(|d| d.at <= w.now)
+        self.effective(w).is_some_and(|d| d.at <= w.now)
     }
 
-    /// What the fence's one timer is set for: the earlier of the deadline,
-    /// until it fired, and the end of the grace period.
-    fn target(&self) -> Option<i64> {
+    /// What the fence's one timer is to be set for: the earlier of the
+    /// effective deadline, until it fired, and the end of the grace period.
+    fn target(&self, w: &World) -> Option<i64> {
         let deadline = self
-            .f
-            .deadline
-            .as_ref()
+            .effective(w)
             .filter(|_| !self.deadline_fired)
             .map(|d| d.at);
         match (deadline, self.drop_at.grace_end()) {
@@ -533,13 +735,24 @@ impl MFence {
         }
     }
 
-    /// The deadline has passed as a fence that has been polled sees it:
-    /// through its timer (`Fenced`, "Fairness"), which watches it unless a
-    /// grace period ends before it.
+    /// The deadline has passed as a polling fence sees it: its timer, reset
+    /// for the target, has fired, and it watches the deadline (no grace
+    /// period ends before it).
     fn timer_passed(&self, w: &World) -> bool {
-        self.f.deadline.as_ref().is_some_and(|d| {
+        self.effective(w).is_some_and(|d| {
             d.at <= w.timer_now && self.drop_at.grace_end().map_or(true, |end| d.at <= end)
         })
+    }
+
+    /// The deadline has passed as the fence sees it between polls, through
+    /// the timer as its last poll set it: only if that timer watches the
+    /// effective deadline as it is now (a handle may have moved it since)
+    /// and has fired.
+    fn timer_sees(&self, w: &World) -> bool {
+        !self.deadline_fired
+            && self.timer_at.is_some_and(|at| {
+                self.effective(w).is_some_and(|d| d.at == at) && at <= w.timer_now
+            })
     }
 
     /// Counts the reasons recorded since the last call in `drop_at`, each
@@ -560,33 +773,88 @@ impl MFence {
         self.graced = self.recorded.len();
     }
 
+    /// Files `r`: with the accepted reasons, or with the declined.
+    fn file(&mut self, r: R) {
+        if self.f.accepts(&r) {
+            self.recorded.push(r);
+        } else {
+            self.declined.push(r);
+        }
+    }
+
     /// Records what fired and is not recorded: the deadline first, then the
-    /// other triggers in declaration order. Returns whether it recorded any.
+    /// other triggers in declaration order, the registry last. Returns
+    /// whether it recorded any accepted reason.
     fn record(&mut self, w: &World, deadline_passed: bool) -> bool {
         let before = self.recorded.len();
         let in_grace = self.drop_at != DropAt::NotYet;
-        if let (Some(d), false, true) = (&self.f.deadline, self.deadline_fired, deadline_passed) {
-            self.recorded.push(d.reason());
+        if let (Some(d), false, true) = (self.effective(w), self.deadline_fired, deadline_passed) {
             self.deadline_fired = true;
+            self.handle_deadline_fired |= self.f.deadline != Some(d);
+            self.file(d.reason());
         }
         for j in 0..self.f.triggers.len() {
             if self.trig_recorded[j] {
                 continue;
             }
             if let Some(r) = self.fired(w, j) {
-                self.recorded.push(r);
                 self.trig_recorded[j] = true;
+                self.file(r);
+            }
+        }
+        if self.entered && !self.reg_recorded {
+            if let Some(r) = self.registry_fired() {
+                self.reg_recorded = true;
+                self.file(r);
             }
         }
         self.recorded_in_grace |= in_grace && self.recorded.len() > before;
         self.recorded.len() > before
     }
 
-    fn interrupt(&mut self) -> Outcome {
+    /// Records as a polling fence does, through its timer: a deadline that
+    /// fires leaves the timer spent at that instant.
+    fn record_through_timer(&mut self, w: &World, deadline_passed: bool) -> bool {
+        let deadline = self.effective(w);
+        let fired_before = self.deadline_fired;
+        let any = self.record(w, deadline_passed);
+        if !fired_before && self.deadline_fired {
+            self.timer_at = deadline.map(|d| d.at);
+        }
+        any
+    }
+
+    fn done(&mut self) {
         self.state = State::Done;
+        self.entered = false;
+    }
+
+    fn interrupt(&mut self) -> Outcome {
+        self.done();
         self.dropped = true;
         self.interrupted = true;
         Outcome::Err(self.recorded.clone())
+    }
+
+    /// Pending: the timer is now set for the target (a spent one stays
+    /// once the deadline fired).
+    fn pending(&mut self, w: &World) -> Outcome {
+        self.timer_at = match self.target(w) {
+            Some(at) => Some(at),
+            None if self.deadline_fired => self.timer_at,
+            None => None,
+        };
+        Outcome::Pending
+    }
+
+    /// The drop is due: done, unless the body's guard defers it.
+    fn drop_due(&mut self, w: &World) -> Outcome {
+        if self.protected {
+            self.protect_waiting = true;
+            self.deferred_by_guard = true;
+            return self.pending(w);
+        }
+        self.interrupt()
     }
 
     fn poll(&mut self, w: &mut World) -> Outcome {
@@ -596,9 +864,10 @@ impl MFence {
             "the harness polls live fences only"
         );
         self.wake_expected = false;
-        let before = self.recorded.len();
+        self.protect_waiting = false;
+        let before = self.recorded.len() + self.declined.len();
         let outcome = self.poll_inner(w);
-        if self.recorded.len() > before {
+        if self.recorded.len() + self.declined.len() > before {
             self.recording_polls += 1;
         }
         outcome
@@ -609,6 +878,10 @@ impl MFence {
         if first {
             // Inspect before await, pre-fired bodies never start.
             self.state = State::Running;
+            if self.f.registered {
+                self.entered = true;
+                self.entered_deadline = self.effective(w).map(|d| d.at);
+            }
             for j in 0..self.f.triggers.len() {
                 self.drive(w, j);
             }
@@ -624,12 +897,16 @@ impl MFence {
                 w.cancel(t, "body");
             }
         }
+        if self.protect_at == Some(self.polls) {
+            self.protected = true;
+        }
+        self.context_seen = Some(self.effective(w).map(|d| d.at));
         if !first && self.drop_at == DropAt::NotYet && !self.deadline_fired {
             self.timer_behind |= self.clock_passed(w) && !self.timer_passed(w);
         }
         if self.ready_at.is_some_and(|r| w.now >= r) {
-            self.record(w, !first && self.timer_passed(w));
-            self.state = State::Done;
+            self.record(w, self.timer_sees(w));
+            self.done();
             return Outcome::Ok;
         }
         for j in 0..self.f.triggers.len() {
@@ -637,9 +914,9 @@ impl MFence {
                 self.drive(w, j);
             }
         }
-        self.record(w, self.timer_passed(w));
+        self.record_through_timer(w, self.timer_passed(w));
         if self.recorded.is_empty() {
-            return Outcome::Pending;
+            return self.pending(w);
         }
         loop {
             // Each grace period starts on the clock; the drop comes at the
@@ -647,32 +924,33 @@ impl MFence {
             // deadline too.
             self.start_grace(w);
             if self.drop_at == DropAt::Now {
-                return self.interrupt();
+                return self.drop_due(w);
             }
-            match self.target() {
+            match self.target(w) {
                 Some(at) if at <= w.timer_now => {}
-                _ => return Outcome::Pending,
+                _ => return self.pending(w),
             }
             if self.timer_passed(w) && !self.deadline_fired {
                 // The deadline fired during the grace period.
-                self.record(w, true);
+                self.record_through_timer(w, true);
                 continue;
             }
-            return self.interrupt();
+            return self.drop_due(w);
         }
     }
 
     /// What `Fenced::reasons` answers: the recorded reasons, then, while the
-    /// fence is live, those that fired since it last looked.
+    /// fence is live and no policy is declared, those that fired since it
+    /// last looked.
     fn view(&self, w: &World) -> Vec<R> {
         let mut reasons = self.recorded.clone();
-        if self.state != State::Done {
+        if self.state != State::Done && self.f.declines.is_empty() {
             // Seen as the fence would see it at its next poll.
             let passed = match self.state {
                 State::Fresh => self.clock_passed(w),
-                _ => self.timer_passed(w),
+                _ => self.timer_sees(w),
             };
-            if let (Some(d), false, true) = (&self.f.deadline, self.deadline_fired, passed) {
+            if let (Some(d), false, true) = (self.effective(w), self.deadline_fired, passed) {
                 reasons.push(d.reason());
             }
             for j in 0..self.f.triggers.len() {
@@ -680,13 +958,16 @@ impl MFence {
                     reasons.extend(self.fired(w, j));
                 }
             }
+            if self.entered && !self.reg_recorded {
+                reasons.extend(self.registry_fired());
+            }
         }
         reasons
     }
 
-    /// What `Fencing::is_cancelled` answers for the declaration: a token is
-    /// cancelled, a future trigger was seen to complete, or the deadline has
-    /// passed on the clock.
+    /// What `Fencing::is_cancelled` answers for the declaration: a token or
+    /// a handle is cancelled, a future trigger was seen to complete, or the
+    /// deadline has passed on the clock.
     fn fencing_is_cancelled(&self, w: &World) -> bool {
         self.clock_passed(w) || (0..self.f.triggers.len()).any(|j| self.fired(w, j).is_some())
     }
@@ -718,9 +999,42 @@ impl MFence {
         }
     }
 
-    fn on_advance(&mut self, w: &World) {
+    /// A handle was cancelled or rescheduled: it wakes every fence waiting
+    /// on it.
+    fn on_handle(&mut self, h: usize) {
         if self.waiting() {
-            self.wake_expected |= self.target().is_some_and(|at| at <= w.timer_now);
+            let hit = self.f.triggers.iter().enumerate().any(|(j, (s, _))| {
+                !self.trig_recorded[j] && matches!(s, Source::Handle(g, _) if *g == h)
+            });
+            self.wake_expected |= hit;
+        }
+    }
+
+    /// The registry cancels the fence's entry, if it is there: returns how
+    /// many operations `cancel_matching` reports.
+    fn on_registry_cancel(&mut self, message: &str) -> usize {
+        if !self.entered || self.reg_cancelled.is_some() {
+            return 0;
+        }
+        self.reg_cancelled = Some(message.to_owned());
+        self.wake_expected |= self.waiting() && !self.reg_recorded;
+        1
+    }
+
+    fn on_release(&mut self) {
+        if self.protected {
+            self.protected = false;
+            self.wake_expected |= self.waiting() && self.protect_waiting;
+        }
+    }
+
+    /// The clock advanced, the timer from `before` to now: a timer armed
+    /// for an instant in between fires and wakes the fence.
+    fn on_advance(&mut self, w: &World, before: i64) {
+        if self.waiting() {
+            self.wake_expected |= self
+                .timer_at
+                .is_some_and(|at| before < at && at <= w.timer_now);
         }
     }
 }
@@ -766,6 +1080,8 @@ struct Probe {
     dropped: AtomicBool,
     /// `current().effective_deadline()` at the body's last poll.
     context: Mutex<Option<Option<Instant>>>,
+    /// The protection guard the body took, until `Event::Release`.
+    guard: Mutex<Option<ProtectGuard>>,
 }
 
 /// Ready once the clock reaches `ready_at`; registers no waker, so every
@@ -774,6 +1090,8 @@ struct Body {
     ready_at: Option<Instant>,
     /// At its `k`-th poll, the body cancels this token.
     cancels: Option<(usize, Token)>,
+    /// At its `k`-th poll, the body takes a protection guard.
+    protect_at: Option<usize>,
     probe: Arc<Probe>,
 }
 
@@ -786,6 +1104,9 @@ impl Future for Body {
             if n == *k {
                 token.cancel_with("body");
             }
+        }
+        if self.protect_at == Some(n) {
+            *self.probe.guard.lock().unwrap() = Some(protect());
         }
         *self.probe.context.lock().unwrap() = Some(current().effective_deadline());
         if self.ready_at.is_some_and(|at| Instant::now() >= at) {
@@ -812,14 +1133,16 @@ fn instant(t0: Instant, ms: i64) -> Instant {
     }
 }
 
-fn expected_deadline(t0: Instant, f: &MFencing) -> Option<Instant> {
-    f.deadline.as_ref().map(|d| instant(t0, d.at))
+fn expected_deadline(t0: Instant, f: &MFencing, w: &World) -> Option<Instant> {
+    f.effective(w).map(|d| instant(t0, d.at))
 }
 
 struct Case {
     t0: Instant,
     tokens: Vec<Token>,
     gates: Vec<Arc<Gate>>,
+    handles: Vec<FenceHandle>,
+    registry: Registry,
     world: World,
 }
 
@@ -834,12 +1157,16 @@ impl Case {
             t0: Instant::now(),
             tokens,
             gates: (0..GATES).map(|_| Arc::default()).collect(),
+            handles: (0..HANDLES).map(|_| FenceHandle::new()).collect(),
+            registry: Registry::new(),
             world: World {
                 now: 0,
                 timer_now: 0,
                 parents: parents.to_vec(),
                 cancelled: vec![None; parents.len()],
                 open: [false; GATES],
+                handle_cancelled: [None, None],
+                schedule: [None; HANDLES],
             },
         }
     }
@@ -862,6 +1189,15 @@ impl Case {
         }
         self.world.now += ms as i64;
         assert_eq!(Instant::now(), instant(self.t0, self.world.now));
+    }
+
+    /// Reschedules handle `h` on both sides.
+    fn reschedule(&mut self, h: usize, r: Resched) {
+        self.world.reschedule(h, r);
+        match r {
+            Resched::After(len) => self.handles[h].reschedule_after(len.duration()),
+            Resched::At(at) => self.handles[h].reschedule(instant(self.t0, at)),
+        }
     }
 
     /// Applies one builder step to both sides.
@@ -889,16 +1225,43 @@ impl Case {
                 model.push(Source::Gate(k));
                 (fencing.future(GateFuture(self.gates[k].clone())), code)
             }
-            Step::Code(c) => (fencing, Some(c)),
-            Step::Derive => {
+            Step::Handle(h, code) => {
+                model.handle(h);
+                (fencing.handle(&self.handles[h]), code)
+            }
+            Step::Reschedule(h, r) => {
+                self.reschedule(h, r);
+                (fencing, None)
+            }
+            Step::Policy(c) => {
                 model.last = Last::Nothing;
-                let expected = expected_deadline(self.t0, model);
-                let inner = fencing
-                    .bind(async move {
-                        assert_eq!(current().effective_deadline(), expected);
-                        current()
-                    })
-                    .await;
+                model.declines.push(c);
+                (fencing.policy(move |r| !r.has_code(CODES[c])), None)
+            }
+            Step::Register => {
+                model.last = Last::Nothing;
+                model.registered = true;
+                (fencing.register(&self.registry, "op"), None)
+            }
+            Step::Code(c) => (fencing, Some(c)),
+            Step::Derive(in_fence) => {
+                let expected = expected_deadline(self.t0, model, &self.world);
+                let probe = MFence::new(model.clone(), None);
+                let has_future = model
+                    .triggers
+                    .iter()
+                    .any(|(s, _)| matches!(s, Source::Gate(_)));
+                model.derive();
+                let inside = async move {
+                    assert_eq!(current().effective_deadline(), expected);
+                    current()
+                };
+                let inner = if in_fence && !has_future && !probe.fencing_is_cancelled(&self.world) {
+                    // Nothing has fired: the body runs, at once.
+                    fencing.run(inside).await.expect("nothing had fired")
+                } else {
+                    fencing.bind(inside).await
+                };
                 (inner, None)
             }
             Step::Advance(ms, full) => {
@@ -926,7 +1289,7 @@ impl Case {
         };
         prop_assert_eq!(
             fencing.effective_deadline(),
-            expected_deadline(self.t0, model),
+            expected_deadline(self.t0, model, &self.world),
             "effective deadline after {:?}",
             step
         );
@@ -989,13 +1352,39 @@ fn check(
         "Fencing::is_cancelled() {}",
         when
     );
-    let deadline = expected_deadline(case.t0, &model.f);
+    let deadline = expected_deadline(case.t0, &model.f, w);
     prop_assert_eq!(fence.fencing().effective_deadline(), deadline);
-    if model.polls > 0 {
+    if let Some(seen) = model.context_seen {
         prop_assert_eq!(
             *probe.context.lock().unwrap(),
-            Some(deadline),
+            Some(seen.map(|ms| instant(case.t0, ms))),
             "the body's context {}",
+            when
+        );
+    }
+    prop_assert_eq!(
+        &observed(fence.declined()),
+        &model.declined,
+        "declined() {}",
+        when
+    );
+    let listed = case.registry.list();
+    prop_assert_eq!(
+        listed.len(),
+        usize::from(model.entered),
+        "registry {}",
+        when
+    );
+    if let Some(info) = listed.first() {
+        prop_assert_eq!(info.name(), "op");
+        prop_assert_eq!(
+            info.deadline(),
+            model.entered_deadline.map(|ms| instant(case.t0, ms))
+        );
+        prop_assert_eq!(
+            &observed(info.reasons()),
+            &model.recorded,
+            "registry reasons {}",
             when
         );
     }
@@ -1055,6 +1444,13 @@ struct Coverage {
     recorded_in_grace: usize,
     timer_behind_clock: usize,
     woken: usize,
+    declined: usize,
+    cancelled_through_the_registry: usize,
+    drop_deferred_by_a_guard: usize,
+    fired_at_a_handles_deadline: usize,
+    /// A handle declared on a derived `Fencing` was rescheduled while the
+    /// fence ran.
+    rescheduled_while_running: usize,
 }
 
 impl Coverage {
@@ -1079,6 +1475,10 @@ impl Coverage {
         self.recorded_over_several_polls += usize::from(model.recording_polls > 1);
         self.timer_behind_clock += usize::from(model.timer_behind);
         self.recorded_in_grace += usize::from(model.recorded_in_grace);
+        self.declined += usize::from(!model.declined.is_empty());
+        self.cancelled_through_the_registry += usize::from(model.reg_recorded);
+        self.drop_deferred_by_a_guard += usize::from(model.deferred_by_guard);
+        self.fired_at_a_handles_deadline += usize::from(model.handle_deadline_fired);
     }
 }
 
@@ -1097,11 +1497,13 @@ async fn run(p: &Program, coverage: &mut Coverage) -> Result<(), TestCaseError> 
     let body = Body {
         ready_at: ready_at.map(|ms| instant(case.t0, ms)),
         cancels: body_cancels.map(|(k, i)| (k, case.tokens[i].clone())),
+        protect_at: p.protect_at,
         probe: probe.clone(),
     };
     let mut task: Task = spawn(Box::pin(fencing.run(body)));
     let mut model = MFence::new(declared, ready_at);
     model.body_cancels = body_cancels;
+    model.protect_at = p.protect_at;
     check(&case, &task, &keep, &probe, &model, "before the first poll")?;
 
     let events = p.events.iter().copied().chain([
@@ -1114,8 +1516,9 @@ async fn run(p: &Program, coverage: &mut Coverage) -> Result<(), TestCaseError> 
         let when = format!("after event {n} ({event:?})");
         match event {
             Event::Advance(ms, full) => {
+                let before = case.world.timer_now;
                 case.advance(ms, full).await;
-                model.on_advance(&case.world);
+                model.on_advance(&case.world, before);
             }
             Event::Cancel(i, with_message) => {
                 let i = i % case.tokens.len();
@@ -1138,6 +1541,49 @@ async fn run(p: &Program, coverage: &mut Coverage) -> Result<(), TestCaseError> 
                 case.world.open[k] = true;
                 case.gates[k].open();
                 model.on_open(k, was_open);
+            }
+            Event::CancelHandle(h, with_message) => {
+                let message = if with_message {
+                    format!("h{n}")
+                } else {
+                    "fence cancelled".to_owned()
+                };
+                let first = case.world.handle_cancelled[h].is_none();
+                if first {
+                    case.world.handle_cancelled[h] = Some(message.clone());
+                }
+                let real = if with_message {
+                    case.handles[h].cancel_with(message)
+                } else {
+                    case.handles[h].cancel()
+                };
+                prop_assert_eq!(real, first, "first cancel wins {}", when);
+                if first {
+                    model.on_handle(h);
+                }
+            }
+            Event::Reschedule(h, r) => {
+                case.reschedule(h, r);
+                coverage.rescheduled_while_running += usize::from(
+                    model.waiting()
+                        && model.f.derived
+                        && model
+                            .f
+                            .triggers
+                            .iter()
+                            .any(|(s, _)| matches!(s, Source::Handle(g, _) if *g == h)),
+                );
+                model.on_handle(h);
+            }
+            Event::RegistryCancel => {
+                let message = format!("r{n}");
+                let expected = model.on_registry_cancel(&message);
+                let real = case.registry.cancel_matching(|_| true, message);
+                prop_assert_eq!(real, expected, "registry cancels {}", when);
+            }
+            Event::Release => {
+                drop(probe.guard.lock().unwrap().take());
+                model.on_release();
             }
             Event::Poll => {
                 if model.state != State::Done {
@@ -1217,6 +1663,11 @@ fn fence_model_generator_reaches_every_situation() {
         recorded_in_grace,
         timer_behind_clock,
         woken,
+        declined,
+        cancelled_through_the_registry,
+        drop_deferred_by_a_guard,
+        fired_at_a_handles_deadline,
+        rescheduled_while_running,
     } = coverage;
     for (what, n) in [
         ("pre-fired", pre_fired),
@@ -1234,6 +1685,14 @@ fn fence_model_generator_reaches_every_situation() {
         ("recorded in grace", recorded_in_grace),
         ("timer behind clock", timer_behind_clock),
         ("woken", woken),
+        ("declined", declined),
+        (
+            "cancelled through the registry",
+            cancelled_through_the_registry,
+        ),
+        ("drop deferred by a guard", drop_deferred_by_a_guard),
+        ("fired at a handle's deadline", fired_at_a_handles_deadline),
+        ("rescheduled while running", rescheduled_while_running),
     ] {
         assert!(n > 0, "no case was {what}: {coverage:?}");
     }
@@ -1252,6 +1711,7 @@ fn fence_model_regression_zero_grace_is_no_grace_period() {
         steps: vec![Step::Token(0, None), Step::Grace(Some(0))],
         body: None,
         body_cancels: None,
+        protect_at: None,
         events: vec![
             Event::Poll,
             Event::Advance(1, false),
