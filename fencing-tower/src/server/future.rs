@@ -211,16 +211,19 @@ where
             .take()
             .expect("`ResponseFuture` polled after completion");
         let shared = watch.shared.clone();
-        let head = shared.settle(outcome.as_ref().err());
         Poll::Ready(match outcome {
-            Ok(Ok(response)) => Ok(response.map(|body| watch.into_body(body))),
+            Ok(Ok(response)) => {
+                shared.finished();
+                Ok(response.map(|body| watch.into_body(body)))
+            }
             Ok(Err(err)) => {
+                shared.finished();
                 disarm(&mut Some(watch));
                 Err(err)
             }
             Err(cancelled) => {
+                let head = shared.stopped_here(&cancelled);
                 disarm(&mut Some(watch));
-                let head = head.unwrap_or_else(|| shared.stopped(&cancelled, shared.stage()));
                 Ok(answer(head, Some(cancelled)))
             }
         })
@@ -283,8 +286,12 @@ impl<F: Future> Future for Detached<F> {
         // Unwind safe: after a panic the fence is never polled again.
         match catch_unwind(AssertUnwindSafe(|| this.fenced.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(outcome)) => {
-                this.shared.settle(outcome.as_ref().err());
+            Ok(Poll::Ready(Ok(_))) => {
+                this.shared.finished();
+                Poll::Ready(())
+            }
+            Ok(Poll::Ready(Err(cancelled))) => {
+                this.shared.stopped_here(&cancelled);
                 Poll::Ready(())
             }
             Err(panic) => {

@@ -757,27 +757,26 @@ impl Shared {
         self.count(true);
     }
 
-    /// The handler ended, by itself or because a trigger stopped it
-    /// (`cancelled`): reports it if a trigger stopped it or its client is
-    /// gone, counts it, and gives the answer to send if a trigger stopped it.
-    pub(crate) fn settle(&self, cancelled: Option<&Cancelled>) -> Option<Response<()>> {
+    /// A trigger stopped the handler (or it never started): reports and
+    /// counts it, and gives the answer to send.
+    pub(crate) fn stopped_here(&self, cancelled: &Cancelled) -> Response<()> {
         let stage = self.stage();
-        let gone = self.is_disconnected();
-        let answer = cancelled.map(|cancelled| self.stopped(cancelled, stage));
-        match cancelled {
-            Some(cancelled) => {
-                let sent = answer.as_ref().filter(|_| !gone).map(Response::status);
-                self.report(cancelled, stage, sent, true);
-            }
-            None if gone => {
-                if let Err(cancelled) = self.fencing.check() {
-                    self.report(&cancelled, stage, None, false);
-                }
-            }
-            None => {}
-        }
-        self.count(cancelled.is_some());
+        let answer = self.stopped(cancelled, stage);
+        let sent = (!self.is_disconnected()).then(|| answer.status());
+        self.report(cancelled, stage, sent, true);
+        self.count(true);
         answer
+    }
+
+    /// The handler ran to its end: counts it, and reports it if its client
+    /// went away meanwhile.
+    pub(crate) fn finished(&self) {
+        if self.is_disconnected() {
+            if let Err(cancelled) = self.fencing.check() {
+                self.report(&cancelled, self.stage(), None, false);
+            }
+        }
+        self.count(false);
     }
 }
 
@@ -839,8 +838,7 @@ where
         // Spent on arrival (a `0` budget, a drain under way): the inner
         // service is not called at all.
         if let Err(cancelled) = fencing.check() {
-            let head = shared.settle(Some(&cancelled));
-            let head = head.unwrap_or_else(|| shared.stopped(&cancelled, Stage::Handler));
+            let head = shared.stopped_here(&cancelled);
             return ResponseFuture::answered(head, Some(cancelled));
         }
         let tracked = config.drain.as_ref().map(Drain::track);
