@@ -204,6 +204,8 @@ mod declaration;
 #[cfg_attr(not(feature = "rt"), doc = "[spawn]: crate#features")]
 #[cfg_attr(feature = "rt", doc = "[spawn_blocking]: crate::spawn_blocking")]
 #[cfg_attr(not(feature = "rt"), doc = "[spawn_blocking]: crate#features")]
+#[cfg_attr(feature = "signal", doc = "[Shutdown]: crate::Shutdown")]
+#[cfg_attr(not(feature = "signal"), doc = "[Shutdown]: crate#features")]
 pub mod guide {}
 #[doc = include_str!("../docs/bad_input.md")]
 pub mod bad_input {}

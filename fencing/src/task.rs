@@ -15,6 +15,11 @@ use tokio::task::JoinHandle;
 /// Equivalent to `tokio::spawn(current().bind(future))`. For a `JoinSet` or a
 /// `TaskTracker`, wrap the future the same way: `set.spawn(current().bind(fut))`.
 ///
+/// The task is a tokio task like any other: when the runtime shuts down (when
+/// `main` returns), it is dropped wherever it is. Work that must be waited
+/// for at exit is tracked, `fencing::spawn(tracker.track_future(fut))`, as
+/// [`shield`] shows.
+///
 /// # Examples
 ///
 /// ```
@@ -109,6 +114,21 @@ where
 /// when the work finishes, and nothing is reported. Work whose result must
 /// not be lost sends it somewhere itself (a channel, a store), as below.
 ///
+/// # At exit
+///
+/// Shielded work is safe from the fence around its caller, not from the
+/// process's exit: its task, like any tokio task, is dropped wherever it is
+/// when the runtime shuts down, which is when `main` returns. A client that
+/// hangs up, then a SIGTERM a moment later, loses an audit write shielded
+/// in between unless the exit waits for it. So track the work, with
+/// tokio-util's [`TaskTracker`](https://docs.rs/tokio-util/latest/tokio_util/task/task_tracker/struct.TaskTracker.html):
+/// `shield(tracker.track_future(work))`, and at exit close the tracker and
+/// wait for it, bounded (a timeout, or the hard token of a
+/// `Shutdown`): what is still running when the bound is reached is
+/// `tracker.len()`, to log, and is dropped when `main` returns. In a server
+/// behind fencing-tower, `shield(drain.track_future(work))` makes the
+/// server's `Drain` wait for it, within its grace period.
+///
 /// # Examples
 ///
 /// ```
@@ -131,6 +151,43 @@ where
 /// shutdown.cancel(); // drops the request...
 /// assert!(request.await.unwrap().is_err());
 /// assert_eq!(audit_rx.await.unwrap(), "committed"); // ...not the commit
+/// # }
+/// ```
+///
+/// Tracked, so that the exit waits for it, for at most 5 s:
+///
+/// ```
+/// use fencing::{shield, Fencing, Token};
+/// use std::time::Duration;
+/// use tokio::time::{sleep, timeout};
+/// use tokio_util::task::TaskTracker;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let tracker = TaskTracker::new();
+/// let shutdown = Token::new();
+/// let (audit_tx, mut audit_rx) = tokio::sync::mpsc::unbounded_channel();
+/// let request = Fencing::new().token(&shutdown).code("shutdown");
+/// let handler = tokio::spawn(request.run({
+///     let tracker = tracker.clone();
+///     async move {
+///         shield(tracker.track_future(async move {
+///             sleep(Duration::from_secs(1)).await; // the audit write
+///             audit_tx.send("audited").unwrap();
+///         }))
+///         .await;
+///     }
+/// }));
+/// tokio::task::yield_now().await;
+/// shutdown.cancel_with("SIGTERM"); // the handler is dropped
+/// assert!(handler.await.unwrap().is_err());
+///
+/// // At the end of `main`:
+/// tracker.close();
+/// if timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+///     eprintln!("{} shielded tasks dropped at exit", tracker.len());
+/// }
+/// assert_eq!(audit_rx.try_recv().unwrap(), "audited", "written before exit");
 /// # }
 /// ```
 ///
