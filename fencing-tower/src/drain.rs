@@ -1,7 +1,9 @@
 //! [`Drain`]: shut a server down with a grace period, and know what it cost.
 
 use crate::codes;
-use fencing::{Fencing, Token, WaitForCancellationFutureOwned};
+use fencing::{
+    current, BoundFuture, Cancelled, Fenced, Fencing, Token, WaitForCancellationFutureOwned,
+};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -26,10 +28,12 @@ use tokio_util::task::task_tracker::{TaskTracker, TaskTrackerToken, TaskTrackerW
 /// dropped by its fence and answered `503`. Requests that arrive once the
 /// shutdown has begun are answered `503` without calling the handler.
 ///
-/// The drain tracks every handler, detached ones included, so `shutdown`
-/// returns once each has ended: at the latest one grace period after it was
-/// called, or later only while a handler is inside a
-/// [`protect`](fencing::protect) section, whose commit always completes.
+/// The drain tracks every handler, detached ones included, and the work
+/// given to [`track_future`](Self::track_future) (an audit write shielded
+/// from a handler), so `shutdown` returns once each has ended: at the latest
+/// one grace period after it was called, or later only while a handler or
+/// tracked work is inside a [`protect`](fencing::protect) section, whose
+/// commit always completes.
 /// Streaming response bodies are not waited for (a client that reads
 /// slowly would hold the drain): a body still streaming at the end of the
 /// grace period ends with an error at its next poll. It composes with `axum::serve(..).with_graceful_shutdown(..)`
@@ -207,6 +211,75 @@ impl Drain {
         }
     }
 
+    /// Tracks `future` as work the drain waits for, within its grace
+    /// period: for work that must outlive the request it comes from, such as
+    /// an audit write a handler [shields](fencing::shield), and that a
+    /// process's exit would otherwise drop wherever it is.
+    ///
+    /// [`shutdown`](Self::shutdown) waits for the tracked future, as for a
+    /// live request, and counts it in its [`DrainReport`] if it was still
+    /// running when the drain began, or began meanwhile: `finished` if it
+    /// resolves to `Ok` with the future's output, `dropped` if it was still
+    /// pending at the end of the grace period (it is then dropped, and
+    /// resolves to a [`Cancelled`] with the code [`codes::SHUTDOWN`]), or if
+    /// it panicked or was dropped by someone else. Before the drain begins
+    /// it is not bounded, and not counted. Tracked once the grace period is
+    /// over, it never starts, and counts as dropped.
+    ///
+    /// The future runs with the context of the caller of `track_future`, as
+    /// a shielded one does, and is not cancelled by it: only the end of the
+    /// drain's grace period stops it, and a [`protect`](fencing::protect)
+    /// section in it defers even that. Shield it (`shield(drain.track_future(work))`)
+    /// or spawn it with [`fencing::spawn`]: awaited in the handler itself, it
+    /// would be dropped with the handler.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::shield;
+    /// use fencing_tower::Drain;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let drain = Drain::new(Duration::from_secs(5));
+    /// // In a handler: written even if its client hangs up and the server
+    /// // shuts down at once, as long as it takes less than the grace period.
+    /// let audit = shield(drain.track_future(async {
+    ///     tokio::time::sleep(Duration::from_secs(1)).await;
+    ///     "audited"
+    /// }));
+    ///
+    /// let report = drain.shutdown().await;
+    /// assert_eq!((report.finished(), report.dropped()), (1, 0));
+    /// assert_eq!(audit.await.unwrap(), "audited");
+    ///
+    /// // Past the grace period, tracked work is dropped, and counted.
+    /// let late = shield(drain.track_future(async { "never" }));
+    /// assert!(late.await.unwrap_err().cancelled_by("shutdown"));
+    /// assert_eq!(drain.shutdown().await.dropped(), 1);
+    /// # }
+    /// ```
+    pub fn track_future<F>(&self, future: F) -> TrackedFuture<F>
+    where
+        F: Future,
+    {
+        let drain = self.clone();
+        let bound = Fencing::new()
+            .future_with(grace_over(drain), "server shut down: grace period over")
+            .code(codes::SHUTDOWN);
+        TrackedFuture {
+            // The fence binds its own `Fencing` to its body; the future
+            // inside is bound again, to the caller's context.
+            fenced: bound.run(current().bind(future)),
+            count: Some(Count {
+                drain: self.clone(),
+                settled: false,
+                _tracked: self.track(),
+            }),
+        }
+    }
+
     /// The end of the grace period, once the drain began (`None` before, or
     /// if the grace period overflows the clock).
     pub(crate) fn grace_end(&self) -> Option<Instant> {
@@ -259,7 +332,9 @@ impl fmt::Debug for Drain {
 }
 
 /// What a [`Drain`] did: how many requests that were live when it began
-/// finished on their own, and how many it dropped.
+/// finished on their own, and how many it dropped; work given to
+/// [`Drain::track_future`] counts the same way, as one more piece of work
+/// the drain waited for.
 ///
 /// A request finished if its handler ran to its end (whatever it
 /// returned); it was dropped if it was stopped before its end: by the end
@@ -328,6 +403,62 @@ impl fmt::Debug for DrainFuture<'_> {
     }
 }
 
+/// Resolves at the end of the drain's grace period; never, if the grace
+/// period overflows the clock.
+async fn grace_over(drain: Drain) {
+    drain.draining().await;
+    match drain.grace_end() {
+        // fencing's own deadline, which is safe however far away it is.
+        Some(end) => drop(Fencing::new().deadline(end).cancelled().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// Counts tracked work in the drain under way when it ends, and holds its
+/// place in the drain's tracker until then. Dropped unsettled (the work
+/// panicked, or was dropped before its end), it counts the work as dropped.
+struct Count {
+    drain: Drain,
+    settled: bool,
+    // Dropped after the count, so the drain's wait ends with it counted.
+    _tracked: TaskTrackerToken,
+}
+
+impl Count {
+    fn settle(mut self, dropped: bool) {
+        self.settled = true;
+        if self.drain.is_draining() {
+            self.drain.ended(dropped);
+        }
+    }
+}
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        if !self.settled && self.drain.is_draining() {
+            self.drain.ended(true);
+        }
+    }
+}
+
+impl fmt::Debug for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Count").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The future of [`Drain::track_future`]: resolves to the tracked
+    /// future's output, or to the [`Cancelled`] of the drain's grace period
+    /// ending first.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct TrackedFuture<F> {
+        #[pin]
+        fenced: Fenced<BoundFuture<F>>,
+        count: Option<Count>,
+    }
+}
+
 pin_project! {
     /// The future of [`Drain::draining`]: resolves when the drain begins.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
@@ -342,6 +473,27 @@ impl Future for Draining {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.project().wait.poll(cx).map(drop)
+    }
+}
+
+impl<F: Future> Future for TrackedFuture<F> {
+    type Output = Result<F::Output, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = ready!(this.fenced.poll(cx));
+        if let Some(count) = this.count.take() {
+            count.settle(output.is_err());
+        }
+        Poll::Ready(output)
+    }
+}
+
+impl<F> fmt::Debug for TrackedFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrackedFuture")
+            .field("done", &self.count.is_none())
+            .finish_non_exhaustive()
     }
 }
 

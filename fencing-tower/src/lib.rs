@@ -45,8 +45,10 @@
 //!   refuses to send a budget that is spent, and stops the call when it
 //!   runs out, with the context's own reasons.
 //! - [`Drain`] shuts the server down: every live request is told, has the
-//!   grace period, and what is left is dropped; it composes with axum's
-//!   and hyper-util's graceful shutdowns.
+//!   grace period, and what is left is dropped; work shielded from a
+//!   handler (`shield(drain.track_future(audit))`) is waited for within the
+//!   same grace period; it composes with axum's and hyper-util's graceful
+//!   shutdowns.
 //! - [`codec`] reads and writes the budget headers, strictly and with
 //!   rounding up, and never panics on what a header holds.
 //!
@@ -155,7 +157,7 @@ pub mod server;
 pub mod status;
 
 mod drain;
-pub use drain::{Drain, DrainFuture, DrainReport, Draining};
+pub use drain::{Drain, DrainFuture, DrainReport, Draining, TrackedFuture};
 
 /// The codes of the triggers the server layer declares, to ask a
 /// [`Cancelled`](fencing::Cancelled) with `cancelled_by`.

@@ -303,3 +303,124 @@ async fn drain_bounds_hyper_util_graceful_shutdown() {
         "both waits ended at the grace period's end"
     );
 }
+
+/// What a handler of [`auditing_server`] tells the test.
+struct Audit {
+    /// Fires when the handler is dropped.
+    handler_dropped: oneshot::Receiver<()>,
+    /// Fires when the audit write is dropped or ends.
+    audit_ended: oneshot::Receiver<()>,
+}
+
+/// A server whose handler shields an audit write of `took`, tracked by
+/// `drain`, then hangs (a stuck downstream call); the write reports
+/// `Instant::now()` when done.
+async fn auditing_server(
+    drain: &Drain,
+    took: Duration,
+) -> (
+    support::TestServer,
+    mpsc::UnboundedReceiver<Audit>,
+    mpsc::UnboundedReceiver<Instant>,
+) {
+    let (started_tx, started) = mpsc::unbounded_channel();
+    let (written_tx, written) = mpsc::unbounded_channel();
+    let tracker = drain.clone();
+    let handler = service_fn(move |_: Request<hyper::body::Incoming>| {
+        let (started_tx, written_tx) = (started_tx.clone(), written_tx.clone());
+        let tracker = tracker.clone();
+        async move {
+            let (handler_guard, handler_dropped) = on_drop();
+            let (audit_guard, audit_ended) = on_drop();
+            let audit = fencing::shield(tracker.track_future(async move {
+                let _audit_guard = audit_guard;
+                tokio::time::sleep(took).await; // the write
+                let _ = written_tx.send(Instant::now());
+            }));
+            let _ = started_tx.send(Audit {
+                handler_dropped,
+                audit_ended,
+            });
+            let _handler_guard = handler_guard;
+            pending::<()>().await;
+            let _ = audit.await;
+            Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+        }
+    });
+    let service = ServiceBuilder::new()
+        .layer(FenceLayer::new().drain(drain))
+        .service(handler);
+    (support::serve(service).await, started, written)
+}
+
+/// The client hangs up while its handler's audit write, shielded and
+/// tracked by the drain, runs; the server shuts down at once. The drain
+/// waits for the write, which ends before the grace period does, and
+/// `shutdown` resolves when it ends, with the write done and counted.
+#[tokio::test(start_paused = true)]
+async fn drain_waits_for_shielded_work_within_its_grace() {
+    let drain = Drain::new(GRACE);
+    let took = Duration::from_secs(2);
+    let frozen = support::freeze_clock();
+    let (server, mut started, mut written) = auditing_server(&drain, took).await;
+
+    let client = support::raw_request(server.addr(), &support::get("/order", "")).await;
+    let audit = next(&mut started).await;
+    let began = Instant::now();
+    drop(client); // the client hangs up...
+    within(LIMIT, audit.handler_dropped)
+        .await
+        .expect("the handler is dropped with its request");
+    assert!(written.try_recv().is_err(), "the write is still running");
+    drop(frozen);
+
+    let report = within(LIMIT, drain.shutdown()).await; // ...then SIGTERM
+    let at = written
+        .try_recv()
+        .expect("the write was done when the drain ended");
+    assert_eq!(at - began, took, "it ran its whole course");
+    let waited = began.elapsed();
+    assert!(
+        waited >= took && waited <= took + Duration::from_millis(1),
+        "the drain waited for the write, not for its grace period: {waited:?}"
+    );
+    assert_eq!(
+        counts(report),
+        (1, 0),
+        "the write finished; the request ended before the drain began"
+    );
+    within(LIMIT, audit.audit_ended).await.unwrap();
+    server.shutdown().await;
+}
+
+/// The same with a write that outlasts the grace period: the drain drops it
+/// at the grace end, counts it as dropped, and ends then.
+#[tokio::test(start_paused = true)]
+async fn drain_drops_shielded_work_past_its_grace() {
+    let drain = Drain::new(GRACE);
+    let frozen = support::freeze_clock();
+    let (server, mut started, mut written) = auditing_server(&drain, GRACE * 2).await;
+
+    let client = support::raw_request(server.addr(), &support::get("/order", "")).await;
+    let mut audit = next(&mut started).await;
+    drop(client);
+    within(LIMIT, audit.handler_dropped)
+        .await
+        .expect("the handler is dropped with its request");
+    drop(frozen);
+
+    let began = Instant::now();
+    let report = within(LIMIT, drain.shutdown()).await;
+    let waited = began.elapsed();
+    assert!(
+        waited >= GRACE && waited <= GRACE + Duration::from_millis(1),
+        "the drain ended with its grace period: {waited:?}"
+    );
+    assert_eq!(counts(report), (0, 1), "the write was dropped, and counted");
+    assert!(
+        audit.audit_ended.try_recv().is_ok(),
+        "dropped before the drain ended"
+    );
+    assert!(written.try_recv().is_err(), "and never done");
+    server.shutdown().await;
+}
