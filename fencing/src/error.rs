@@ -113,6 +113,67 @@ impl Cancelled {
         &self.inner.reasons[0]
     }
 
+    /// The reason to act on by a priority of codes: the one declared with
+    /// the first of `codes` that fired, whatever the firing order; if none
+    /// of them fired, the first reason that fired, as [`reason`](Self::reason).
+    ///
+    /// Several reasons fire together when they are found in the same poll
+    /// (a deadline and a token both past), or when one fires during
+    /// another's grace period. The first to fire is the one that stopped the
+    /// work, and it is what fencing-tower's and fencing-tonic's status
+    /// tables read. To answer by what matters most instead (say "shutting
+    /// down" over "out of budget", so a client retries elsewhere), rank the
+    /// codes. Reasons declared without a code are found only by the
+    /// fallback.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Reason, Token};
+    /// use tokio::time::Instant;
+    ///
+    /// fn status(reason: &Reason) -> u16 {
+    ///     match reason.code().map(|code| code.as_str()) {
+    ///         Some("shutdown") => 503,
+    ///         _ if reason.kind().is_time() => 504,
+    ///         _ => 500,
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// shutdown.cancel_with("SIGTERM");
+    /// let err = Fencing::new()
+    ///     .deadline(Instant::now())
+    ///     .code("budget")
+    ///     .token(&shutdown)
+    ///     .code("shutdown")
+    ///     .run(async {})
+    ///     .await
+    ///     .unwrap_err();
+    /// // Both had fired: the deadline comes first in firing order.
+    /// assert_eq!(status(err.reason()), 504);
+    /// // By priority, the shutdown wins.
+    /// assert_eq!(status(err.reason_by_priority(["shutdown", "budget"])), 503);
+    /// // Nothing listed fired: the first to fire.
+    /// assert!(err.reason_by_priority(["db"]).has_code("budget"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn reason_by_priority<C>(&self, codes: impl IntoIterator<Item = C>) -> &Reason
+    where
+        C: Into<Code>,
+    {
+        codes
+            .into_iter()
+            .find_map(|code| {
+                let code = code.into();
+                self.reasons().iter().find(|r| r.code() == Some(&code))
+            })
+            .unwrap_or_else(|| self.reason())
+    }
+
     /// Returns `true` if any reason that fired was declared with `code`.
     ///
     /// # Examples

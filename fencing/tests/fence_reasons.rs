@@ -830,3 +830,66 @@ async fn builder_many_steps_keep_order_and_clones_independent() {
     let err = half.run(pending::<()>()).await.unwrap_err();
     assert_eq!(codes(err.reasons()), ["t0"]);
 }
+
+/// Issue 12: which reason to map on when several fired. `reason()` is the
+/// first to fire; `reason_by_priority` the first listed code that fired,
+/// whatever the firing order, falling back to `reason()`.
+#[tokio::test(start_paused = true)]
+async fn reasons_by_priority_rank_codes_over_firing_order() {
+    let shutdown = Token::new();
+    let request = Fencing::new()
+        .timeout(Duration::from_secs(3))
+        .code("budget")
+        .token(&shutdown)
+        .code("shutdown")
+        .grace_for("shutdown", Duration::from_secs(5));
+    // Told of the shutdown at 1 s, too slow to finish by the budget at 3 s.
+    let handler = tokio::spawn(request.run(async {
+        time::sleep(Duration::from_secs(10)).await;
+    }));
+    time::sleep(Duration::from_secs(1)).await;
+    shutdown.cancel_with("SIGTERM");
+    let err = handler.await.unwrap().unwrap_err();
+    assert_eq!(
+        codes(err.reasons()),
+        ["shutdown", "budget"],
+        "in firing order"
+    );
+
+    assert!(err.reason().has_code("shutdown"), "the first to fire");
+    let budget_first = err.reason_by_priority(["budget", "shutdown"]);
+    assert!(budget_first.has_code("budget"));
+    assert_eq!(budget_first.message(), "timed out after 3s");
+    assert!(err
+        .reason_by_priority(["db", "shutdown", "budget"])
+        .has_code("shutdown"));
+    // An owned code, a `&Code` and an application's enum rank the same way.
+    assert!(err
+        .reason_by_priority([String::from("budget")])
+        .has_code("budget"));
+    let code = fencing::Code::from("budget");
+    assert!(err.reason_by_priority([&code]).has_code("budget"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reasons_by_priority_fall_back_to_the_first_that_fired() {
+    let (stop, other) = (Token::new(), Token::new());
+    stop.cancel_with("stop");
+    other.cancel_with("other");
+    // Declared without a code: found only by the fallback.
+    let err = Fencing::new()
+        .token(&stop)
+        .token(&other)
+        .code("other")
+        .run(async {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.reasons().len(), 2);
+    assert_eq!(err.reason_by_priority(["db"]).message(), "stop");
+    assert_eq!(
+        err.reason_by_priority(Vec::<&'static str>::new()).message(),
+        "stop",
+        "no priority: the first to fire"
+    );
+    assert_eq!(err.reason_by_priority(["db", "other"]).message(), "other");
+}
