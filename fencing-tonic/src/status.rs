@@ -11,6 +11,13 @@
 //! | `client_disconnected` | `CANCELLED` | the reasons; on a server, nothing is sent: the client is gone |
 //! | anything else: a token, a signal, a future, your own codes | `CANCELLED` | the reasons |
 //!
+//! When several reasons fired (in the same poll, or during a grace
+//! period), the first is the one that stopped the call. To answer by a
+//! priority of codes instead, give
+//! [`GrpcFenceLayer::status`](crate::server::GrpcFenceLayer::status) a
+//! function that reads
+//! [`Cancelled::reason_by_priority`](fencing::Cancelled::reason_by_priority).
+//!
 //! The [`Status`] holds the [`Cancelled`] as its
 //! [source](std::error::Error::source), so the codes stay readable after
 //! the conversion: `status.source().and_then(|e| e.downcast_ref::<Cancelled>())`.

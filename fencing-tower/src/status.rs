@@ -19,8 +19,10 @@
 //!
 //! When several reasons fired, the first is the one that stopped the
 //! request; the others fired in the same poll or during a grace period. To
-//! rank them by code instead, look through
-//! [`Cancelled::reasons`](fencing::Cancelled::reasons) in your own function:
+//! rank them by code instead, ask
+//! [`Cancelled::cancelled_by`](fencing::Cancelled::cancelled_by) or
+//! [`Cancelled::reason_by_priority`](fencing::Cancelled::reason_by_priority)
+//! in your own function:
 //!
 //! ```
 //! use fencing_tower::status::{status_for, Stage};
