@@ -74,7 +74,8 @@
 //!   running fence or move its deadline from outside.
 //!
 //! The [`guide`] says which of these to reach for; [`bad_input`] lists
-//! what every odd input does.
+//! what every odd input does; [`design`] gives the rules the crate keeps,
+//! each a contract with tests named after it, and why.
 //!
 //! # Triggers
 //!
@@ -209,6 +210,10 @@ mod declaration;
 pub mod guide {}
 #[doc = include_str!("../docs/bad_input.md")]
 pub mod bad_input {}
+// The same file the repository's README links to, so the rules read the
+// same on docs.rs and on the forge, with no address of either to go stale.
+#[doc = include_str!("../docs/design.md")]
+pub mod design {}
 mod error;
 mod ext;
 mod fence;

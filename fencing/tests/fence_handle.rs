@@ -1,7 +1,7 @@
 //! Manual control of an armed fence: cancel it with a reason from anywhere,
 //! and move its deadline earlier or later.
 
-use fencing::{FenceHandle, Fencing, ReasonKind};
+use fencing::{current, FenceHandle, Fencing, ReasonKind};
 use std::future::pending;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -182,8 +182,6 @@ async fn reschedule_idle_timeout_is_one_line_per_progress() {
 /// the tightest one's code fires.
 #[tokio::test(start_paused = true)]
 async fn reschedule_composes_with_derived_deadline() {
-    use fencing::current;
-
     // An outer handle moved later; a tighter deadline derived inside.
     let idle = FenceHandle::new();
     let started = Instant::now();
@@ -258,4 +256,58 @@ async fn reschedule_composes_with_derived_deadline() {
         .unwrap_err();
     assert!(err.cancelled_by("moved"), "{err}");
     assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+/// Issue 12, the moved-handle rule of `docs/design.md`: on a root
+/// `Fencing::new()` a handle takes over only the deadline declared before
+/// it (keeping that one's code until it is moved); a deadline declared
+/// after it stays a candidate; derived from the context, a handle takes
+/// nothing over; the effective deadline is always the minimum.
+#[tokio::test(start_paused = true)]
+async fn reschedule_takes_over_only_the_deadline_declared_before() {
+    let start = Instant::now();
+    let secs = |n| Some(start + Duration::from_secs(n));
+    let handle = FenceHandle::new();
+    let root = Fencing::new()
+        .timeout(Duration::from_secs(1))
+        .code("before")
+        .handle(&handle)
+        .code("moved")
+        .timeout(Duration::from_secs(5))
+        .code("after");
+    assert_eq!(
+        root.effective_deadline(),
+        secs(1),
+        "not moved yet: `before`"
+    );
+    handle.reschedule_after(Duration::from_secs(60));
+    assert_eq!(
+        root.effective_deadline(),
+        secs(5),
+        "`before` replaced; `after` stays"
+    );
+    handle.reschedule_after(Duration::from_secs(2));
+    assert_eq!(root.effective_deadline(), secs(2));
+    let err = root.run(pending::<()>()).await.unwrap_err();
+    assert!(
+        err.cancelled_by("moved") && !err.cancelled_by("before"),
+        "{err}"
+    );
+
+    // Derived: the context's 5 s is never taken over, only tightened.
+    let derived = FenceHandle::new();
+    let start = Instant::now();
+    let seen = Fencing::new()
+        .timeout(Duration::from_secs(5))
+        .bind(async {
+            let inner = current().handle(&derived).code("moved");
+            let before = inner.effective_deadline();
+            derived.reschedule_after(Duration::from_secs(60));
+            let later = inner.effective_deadline();
+            derived.reschedule_after(Duration::from_secs(2));
+            (before, later, inner.effective_deadline())
+        })
+        .await;
+    let secs = |n| Some(start + Duration::from_secs(n));
+    assert_eq!(seen, (secs(5), secs(5), secs(2)));
 }
