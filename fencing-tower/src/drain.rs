@@ -254,7 +254,9 @@ impl Drain {
     /// assert_eq!((report.finished(), report.dropped()), (1, 0));
     /// assert_eq!(audit.await.unwrap(), "audited");
     ///
-    /// // Past the grace period, tracked work is dropped, and counted.
+    /// // Tracked once the grace period is over, work never starts, and is
+    /// // counted as dropped.
+    /// tokio::time::sleep(Duration::from_secs(5)).await;
     /// let late = shield(drain.track_future(async { "never" }));
     /// assert!(late.await.unwrap_err().cancelled_by("shutdown"));
     /// assert_eq!(drain.shutdown().await.dropped(), 1);
