@@ -5,6 +5,7 @@
 //! `Fencing` is in `fencing.rs`; here are only the reads that the context
 //! and the fence need, so that neither depends on the builder.
 
+use crate::fault;
 #[cfg(doc)]
 use crate::handle::FenceHandle;
 use crate::reason::{Code, Reason};
@@ -12,7 +13,7 @@ use crate::registry::Registry;
 use crate::trigger::{self, TimeTrigger, Trigger, Triggers};
 use std::borrow::Cow;
 use std::fmt;
-use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe, RefUnwindSafe, UnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,13 +99,16 @@ pub(crate) struct Extra {
     pub(crate) registration: Option<(Registry, Code)>,
 }
 
-/// Decides, once per fired reason, whether it cancels.
+/// Decides, once per fired reason, whether it cancels: every policy
+/// declared, in order, until one declines.
 ///
 /// Asserted unwind safe so that `Fencing` stays `UnwindSafe` whatever the
-/// closure captures: a policy is only ever called, and a panic in it leaves
-/// no state of ours half-updated (the reason stays unrecorded).
+/// closures capture: a policy is only ever called, and a panic in it is
+/// caught where it is called, leaving no state of ours half-updated.
 #[derive(Clone)]
-pub(crate) struct Policy(pub(crate) Arc<dyn Fn(&Reason) -> bool + Send + Sync>);
+pub(crate) struct Policy(pub(crate) Vec<PolicyFn>);
+
+pub(crate) type PolicyFn = Arc<dyn Fn(&Reason) -> bool + Send + Sync>;
 
 impl UnwindSafe for Policy {}
 impl RefUnwindSafe for Policy {}
@@ -173,11 +177,20 @@ impl Fencing {
         self.extra().is_some_and(|extra| extra.policy.is_some())
     }
 
-    /// Whether `reason` may cancel: the policy's verdict, or `true`.
+    /// Whether `reason` may cancel: `true` unless a policy declines it. A
+    /// policy that panics accepts it: the panic is caught and reported as a
+    /// fault, and the next policy is consulted.
     pub(crate) fn accepts(&self, reason: &Reason) -> bool {
-        self.extra()
-            .and_then(|extra| extra.policy.as_ref())
-            .map_or(true, |policy| (policy.0)(reason))
+        let Some(policy) = self.extra().and_then(|extra| extra.policy.as_ref()) else {
+            return true;
+        };
+        policy.0.iter().all(|policy| {
+            catch_unwind(AssertUnwindSafe(|| policy(reason))).unwrap_or_else(|payload| {
+                let error = fault::panic_message(&*payload);
+                fault::report(reason.code(), "policy panicked", &error);
+                true
+            })
+        })
     }
 
     /// The grace period a reason with `code` (or none) gets, as declared.

@@ -42,7 +42,9 @@ pin_project! {
     ///   dropped, every timer and waiter registration is released. At most one
     ///   timer is registered, and only once the body has returned pending.
     /// - **Panics pass through.** A panicking body propagates its panic
-    ///   unchanged; nothing stays registered and nothing is poisoned.
+    ///   unchanged; nothing stays registered and nothing is poisoned. (A
+    ///   panicking [policy](Fencing::policy) is caught instead: see
+    ///   [`faults`](Self::faults).)
     ///
     /// # Examples
     ///
@@ -224,6 +226,38 @@ impl<F> Fenced<F> {
     pub fn declined_by(&self, code: impl Into<Code>) -> bool {
         let code = code.into();
         self.declined().iter().any(|r| r.code() == Some(&code))
+    }
+
+    /// How many times user code this fence ran failed to answer, and the
+    /// fence went on without the answer: a [policy](Fencing::policy) that
+    /// panicked (the reason counted as accepted). Each is also a `WARN`
+    /// event with the feature `tracing`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    /// use std::pin::pin;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// # std::panic::set_hook(Box::new(|_| {}));
+    /// let shutdown = Token::new();
+    /// shutdown.cancel();
+    /// let fencing = Fencing::new()
+    ///     .token(&shutdown)
+    ///     .code("shutdown")
+    ///     .policy(|_| panic!("a bug in the policy"));
+    ///
+    /// let mut fenced = pin!(fencing.run(std::future::pending::<()>()));
+    /// let err = (&mut fenced).await.unwrap_err();
+    /// assert!(err.cancelled_by("shutdown"), "the reason was accepted");
+    /// assert_eq!(fenced.faults(), 1);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn faults(&self) -> usize {
+        self.engine.faults()
     }
 
     /// The `Fencing` this fence armed.

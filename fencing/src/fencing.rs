@@ -319,9 +319,15 @@ impl Fencing {
     /// accept it (the second is not consulted once the first declines).
     ///
     /// The policy is never called when nothing fires. It runs inside the
-    /// fence's poll: keep it quick, and do not block. A policy that panics
-    /// propagates its panic out of that poll, like a panicking body, and the
-    /// reason stays unrecorded. With a policy, [`Fenced::is_cancelled`] and
+    /// fence's poll: keep it quick, and do not block.
+    ///
+    /// A policy that panics accepts the reason, as if it had returned
+    /// `true`: the panic is caught (the panic hook still runs, as for any
+    /// panic), reported as a `WARN` event with the panic message (feature
+    /// `tracing`), and counted in [`Fenced::faults`]; a second policy is
+    /// still consulted. The request goes on as if the policy were not
+    /// there, rather than its task ending in a panic; nothing stays armed
+    /// and nothing is poisoned. With a policy, [`Fenced::is_cancelled`] and
     /// [`Fenced::reasons`] report only what the fence has recorded (peeking
     /// at triggers would consult the policy more than once).
     ///
@@ -358,11 +364,8 @@ impl Fencing {
         P: Fn(&Reason) -> bool + Send + Sync + 'static,
     {
         self.last = Last::Nothing;
-        let extra = self.extra_mut();
-        extra.policy = Some(Policy(match extra.policy.take() {
-            None => Arc::new(policy),
-            Some(Policy(first)) => Arc::new(move |reason: &Reason| first(reason) && policy(reason)),
-        }));
+        let policies = &mut self.extra_mut().policy.get_or_insert(Policy(Vec::new())).0;
+        policies.push(Arc::new(policy));
         self
     }
 

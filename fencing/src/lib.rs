@@ -115,7 +115,9 @@
 //!   hands one out, so code written against tokio-util joins in.
 //! - `tracing`: when a fence cancels its body, one `DEBUG` event per reason,
 //!   with the fields `kind`, `code` and `message`, in the current span
-//!   (target `fencing::fence`). Nothing is emitted without the feature.
+//!   (target `fencing::fence`); and a `WARN` event for each fault, user code
+//!   the fence went on without ([`Fenced::faults`]), with the fields `code`
+//!   and `error`. Nothing is emitted without the feature.
 //! - `stream`: [`Fencing::stream`] runs a `futures_core::Stream` inside a
 //!   fence ([`FencedStream`]); adds the `futures-core` dependency.
 //! - `test-util`: `__live_counts()`, the process-wide numbers of live token
@@ -216,6 +218,7 @@ pub mod bad_input {}
 pub mod design {}
 mod error;
 mod ext;
+mod fault;
 mod fence;
 mod fencing;
 mod handle;

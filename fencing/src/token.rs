@@ -282,7 +282,11 @@ impl Token {
     /// returns. Dropping the returned [`OnCancel`] first removes it, and then
     /// it never runs. Keep hooks short: they run inside `cancel`. A hook that
     /// panics does not stop the others or the cancellation of children; its
-    /// panic is resumed from `cancel` once the whole tree is cancelled.
+    /// panic is resumed from `cancel` once the whole tree is cancelled. (A
+    /// [policy](crate::Fencing::policy) that panics is caught instead: it
+    /// runs inside a fence, where accepting the reason is a safe answer; a
+    /// hook runs outside every fence, and its panic reaches the code that
+    /// cancelled, not the fences waiting on the token.)
     ///
     /// # Examples
     ///

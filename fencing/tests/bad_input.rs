@@ -1424,6 +1424,29 @@ fn bad_input_on_cancel_hook_panics() {
     assert_eq!(panic_text(&*payload), "late hook blew up");
 }
 
+#[tokio::test(start_paused = true)]
+async fn bad_input_policy_panics() {
+    let token = Token::new();
+    let fencing = Fencing::new()
+        .token(&token)
+        .code("stop")
+        .policy(|_| panic!("policy blew up"));
+
+    let mut fenced = hand(fencing.clone().run(pending::<()>()));
+    assert_pending!(fenced.poll());
+    token.cancel_with("stop");
+    let err = assert_ready_err!(fenced.poll());
+    assert!(err.cancelled_by("stop"), "accepted, as if it said `true`");
+    assert_eq!(fenced.faults(), 1);
+    assert_eq!(token.__waiter_count(), 0, "nothing stays armed");
+
+    // Nothing is poisoned: the next fence consults it again, and again
+    // accepts.
+    let mut next = hand(fencing.run(async { "never" }));
+    assert!(assert_ready_err!(next.poll()).cancelled_by("stop"));
+    assert_eq!(next.faults(), 1);
+}
+
 /// A waker whose `wake` panics.
 struct Exploding;
 

@@ -3,7 +3,6 @@
 
 use fencing::{Fencing, Reason, Token};
 use std::future::{pending, Future};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,19 +139,57 @@ async fn policy_declines_when_either_of_two_policies_declines() {
     );
 }
 
+/// A policy that panics accepts the reason: the fence cancels as if the
+/// policy had said `true`, counts the panic as a fault, still consults the
+/// next policy, and leaves nothing armed. Another fence from the same
+/// `Fencing` fares the same: nothing is poisoned.
 #[tokio::test(start_paused = true)]
-async fn policy_declines_a_panicking_policy_passes_through_and_leaves_nothing() {
-    let token = Token::new();
-    let mut fenced = task::spawn(
-        Fencing::new()
-            .token(&token)
-            .policy(|_| panic!("policy bug"))
-            .run(pending::<()>()),
-    );
+async fn policy_panic_accepts_reason() {
+    let noisy = Token::new();
+    let shutdown = Token::new();
+    let (second_calls, second) = counted(|_| true);
+    let fencing = Fencing::new()
+        .token(&noisy)
+        .code("noisy")
+        .token(&shutdown)
+        .code("shutdown")
+        .timeout(Duration::from_secs(60))
+        .policy(|reason| {
+            assert!(!reason.has_code("shutdown"), "policy bug");
+            !reason.has_code("noisy")
+        })
+        .policy(second);
+    let mut fenced = task::spawn(Box::pin(fencing.clone().run(pending::<()>())));
     assert_pending!(fenced.poll());
-    token.cancel();
-    let payload = panic::catch_unwind(AssertUnwindSafe(|| fenced.poll())).unwrap_err();
-    assert_eq!(payload.downcast_ref::<&str>(), Some(&"policy bug"));
+
+    noisy.cancel();
+    assert_pending!(fenced.poll());
+    assert!(fenced.declined_by("noisy"));
+    assert_eq!(fenced.faults(), 0, "a decline is no fault");
+
+    shutdown.cancel_with("SIGTERM");
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert!(err.cancelled_by("shutdown"), "the panic accepted it");
+    assert_eq!(err.reasons().len(), 1);
+    assert_eq!(fenced.faults(), 1);
+    assert_eq!(
+        second_calls.load(Ordering::SeqCst),
+        1,
+        "the second policy was consulted for shutdown"
+    );
+    assert!(fenced.is_interrupted());
+    assert_eq!(shutdown.__waiter_count(), 0, "nothing stays armed");
+    assert_eq!(noisy.__waiter_count(), 0);
     drop(fenced);
-    assert_eq!(token.__waiter_count(), 0, "nothing stays registered");
+
+    // Pre-fired: the body never starts, the same way.
+    let ran = Arc::new(AtomicU32::new(0));
+    let r = ran.clone();
+    let mut again = Box::pin(fencing.run(async move {
+        r.fetch_add(1, Ordering::SeqCst);
+    }));
+    let err = (&mut again).await.unwrap_err();
+    assert!(err.cancelled_by("shutdown") && !err.cancelled_by("noisy"));
+    assert_eq!(again.faults(), 1);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
 }

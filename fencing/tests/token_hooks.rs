@@ -127,6 +127,28 @@ fn on_cancel_hook_that_panics_does_not_stop_the_rest() {
     assert!(!parent.cancel(), "nothing is poisoned");
 }
 
+/// A hook's panic reaches the code that cancelled, not the fences waiting
+/// on the token: they see the cancellation with its reason.
+#[tokio::test(start_paused = true)]
+async fn on_cancel_hook_panic_reaches_the_canceller_not_the_fence() {
+    let shutdown = Token::new();
+    let _bad = shutdown.on_cancel(|_| panic!("hook exploded"));
+    let mut fenced = tokio_test::task::spawn(
+        fencing::Fencing::new()
+            .token(&shutdown)
+            .code("shutdown")
+            .run(std::future::pending::<()>()),
+    );
+    tokio_test::assert_pending!(fenced.poll());
+    let payload = panic::catch_unwind(AssertUnwindSafe(|| shutdown.cancel_with("SIGTERM")));
+    assert!(payload.is_err(), "resumed from cancel");
+    assert!(fenced.is_woken());
+    let err = tokio_test::assert_ready!(fenced.poll()).unwrap_err();
+    assert!(err.cancelled_by("shutdown"));
+    assert_eq!(err.reason().message(), "SIGTERM");
+    assert_eq!(shutdown.__waiter_count(), 0);
+}
+
 #[test]
 fn on_cancel_hook_from_any_thread() {
     let token = Token::new();

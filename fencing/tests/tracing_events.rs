@@ -158,3 +158,27 @@ fn tracing_events_none_when_the_body_completes() {
     assert_eq!(result.unwrap(), 1);
     assert!(events.is_empty(), "{events:?}");
 }
+
+#[test]
+fn tracing_events_a_panicking_policy_is_a_warning() {
+    let (faults, events) = run_traced(async {
+        let stop = Token::new();
+        stop.cancel_with("SIGTERM");
+        let mut fenced = std::pin::pin!(Fencing::new()
+            .token(&stop)
+            .code("shutdown")
+            .policy(|_| panic!("policy bug"))
+            .run(pending::<()>()));
+        assert!((&mut fenced).await.unwrap_err().cancelled_by("shutdown"));
+        fenced.faults()
+    });
+    assert_eq!(faults, 1);
+    let fault = &events[0];
+    assert_eq!(fault.level, Level::WARN, "{events:?}");
+    assert_eq!(fault.target, "fencing::fence");
+    assert_eq!(fault.fields["message"], "policy panicked");
+    assert_eq!(fault.fields["code"], "shutdown");
+    assert_eq!(fault.fields["error"], "policy bug");
+    assert_eq!(events.len(), 2, "then the cancellation: {events:?}");
+    assert_eq!(events[1].level, Level::DEBUG);
+}

@@ -33,9 +33,9 @@
 //!
 //! # Invariants
 //!
-//! 1. A slot is recorded at most once. Recording consults the policy first
-//!    and marks the slot after, so a policy that panics leaves the slot
-//!    unrecorded. An accepted reason goes to `reasons`, a declined one to
+//! 1. A slot is recorded at most once, and the policy consulted once for
+//!    it; a policy that panics accepts (the panic is caught, and counted in
+//!    `faults`). An accepted reason goes to `reasons`, a declined one to
 //!    `declined`, both in recording order.
 //! 2. What has fired and is not recorded is found by one scan (`scan`),
 //!    serving both recording (`record`) and the accessors that peek
@@ -51,6 +51,8 @@
 //! 6. No lock of the crate is held while user code runs (a policy, a future
 //!    trigger's poll, a waker): slots are polled one at a time, each
 //!    through the token engine, which wakes and drops wakers unlocked.
+//! 7. `faults` counts what `fault.rs` reported on this thread while the
+//!    fence ran user code: its policy, and the polls of its triggers.
 //!
 //! [`Fenced`]: super::Fenced
 //! [`FencedStream`]: super::FencedStream
@@ -60,6 +62,7 @@ use crate::context;
 use crate::context::Scope;
 use crate::declaration::Fencing;
 use crate::error::Cancelled;
+use crate::fault;
 use crate::reason::{Code, Reason};
 use crate::registry::Operation;
 use crate::time::{deadline_after, timer_deadline};
@@ -120,6 +123,9 @@ struct Run {
     /// with a policy need it (a small fence makes a small task).
     #[allow(clippy::box_collection)]
     declined: Option<Box<Vec<Reason>>>,
+    /// Faults in user code the fence ran (`fault.rs`): policies that
+    /// panicked, condition checks that failed.
+    faults: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -261,6 +267,7 @@ impl Engine {
                     entry: None,
                     reasons: Vec::new(),
                     declined: None,
+                    faults: 0,
                 },
             },
         }
@@ -286,9 +293,11 @@ impl Engine {
                     let at = deadline.as_ref().map(|time| time.at);
                     run.entry = Some(Box::new(registry.enter(name, at)));
                 }
+                let mark = fault::mark();
                 for trigger in fencing.triggers() {
                     trigger.drive();
                 }
+                run.count_faults(mark);
                 let passed = deadline
                     .as_ref()
                     .is_some_and(|time| time.has_passed(Instant::now()));
@@ -421,6 +430,11 @@ impl Engine {
         self.core.run.declined.as_deref().map_or(&[], Vec::as_slice)
     }
 
+    /// How many faults the user code this fence ran has had.
+    pub(crate) fn faults(&self) -> usize {
+        self.core.run.faults as usize
+    }
+
     /// Reasons that have fired but are not recorded yet, in recording order,
     /// as the fence itself would see them at its next poll: the deadline
     /// from the clock before the first poll, through the timer after. None
@@ -462,9 +476,16 @@ impl Run {
         }
     }
 
+    /// Adds the faults reported on this thread since `mark`, while the
+    /// fence ran user code.
+    fn count_faults(&mut self, mark: u64) {
+        self.faults = self.faults.saturating_add(fault::since(mark));
+    }
+
     /// Registers on every slot not recorded yet (a future trigger is polled
     /// too).
     fn register(&mut self, fencing: &Fencing, cx: &mut Context<'_>) {
+        let mark = fault::mark();
         let Self { slots, entry, .. } = self;
         let triggers = fencing
             .triggers()
@@ -476,6 +497,7 @@ impl Run {
                 let _ = trigger.poll_fired(&mut slot.key, cx.waker());
             }
         }
+        self.count_faults(mark);
     }
 
     /// What has fired and is not recorded yet, in recording order: the
@@ -567,9 +589,9 @@ impl Run {
         let found = self.scan(fencing, deadline, deadline_passed);
         let before = self.reasons.len();
         let mut now = None;
+        let mark = fault::mark();
         for (which, reason) in found {
-            // Consulted before the slot is marked: a policy that panics
-            // leaves it unrecorded.
+            // A policy that panics accepts the reason (a fault).
             let accepted = fencing.accepts(&reason);
             self.slots.mark(which);
             if !accepted {
@@ -590,6 +612,7 @@ impl Run {
             }
             self.reasons.push(reason);
         }
+        self.count_faults(mark);
         self.reasons.len() > before
     }
 

@@ -1,6 +1,7 @@
 //! Polled conditions as triggers.
 
 use super::BoxFuture;
+use crate::fault::panic_message;
 use crate::reason::{Reason, ReasonKind};
 use std::fmt;
 use std::future::{poll_fn, Future};
@@ -46,14 +47,6 @@ impl<E: fmt::Display> Verdict for Result<bool, E> {
     fn verdict(self) -> Result<bool, String> {
         self.map_err(|err| err.to_string())
     }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string payload".to_owned())
 }
 
 /// The reason a condition fires with, from one evaluation; `None` to keep
