@@ -44,7 +44,11 @@ use std::time::Duration;
 /// # Other triggers never merge
 ///
 /// Each token or future trigger arms on its own. The same token declared
-/// under two codes is reported under both when it is cancelled.
+/// under two codes is reported under both when it is cancelled. Declared
+/// again under the same code, or again without one, it is the same
+/// declaration: the fence waits on it once and reports it once, where it
+/// was first declared. (So a boundary and the inner code below it may both
+/// declare the shutdown token under `"shutdown"`.)
 ///
 /// # Examples
 ///
@@ -122,6 +126,10 @@ pub(crate) enum Last {
     Time,
     /// The last entry of `triggers`.
     Trigger,
+    /// A trigger declared again with the code of an earlier declaration,
+    /// the entry at this index: it was not added (one trigger, one waiter,
+    /// one reason), and a `code` that follows declares it under that code.
+    Duplicate(usize),
 }
 
 impl Fencing {

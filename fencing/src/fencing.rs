@@ -262,10 +262,19 @@ impl Fencing {
         self.push(Source::handle(handle, took_over))
     }
 
+    /// Declares `source`, uncoded so far. A trigger is declared once per
+    /// code (two codes stay two triggers, rule 4): declared uncoded
+    /// already, it is not added again, and a `code` that follows declares
+    /// it under that code instead.
     #[inline]
     fn push(mut self, source: Source) -> Self {
-        self.triggers.push(Trigger::new(source, None));
-        self.last = Last::Trigger;
+        match self.triggers.find(&source, None) {
+            Some(i) => self.last = Last::Duplicate(i),
+            None => {
+                self.triggers.push(Trigger::new(source, None));
+                self.last = Last::Trigger;
+            }
+        }
         self
     }
 
@@ -274,7 +283,10 @@ impl Fencing {
     ///
     /// If that trigger was a time trigger that did not become the deadline
     /// (it was looser, or it overflowed), the code goes with it and has no
-    /// effect; so does a `code` before any trigger.
+    /// effect; so does a `code` before any trigger. A token labelled with a
+    /// code it was declared under before is that earlier declaration: one
+    /// trigger, reported once (and a further `code` labels this declaration
+    /// again, leaving the earlier one as it was).
     ///
     /// # Examples
     ///
@@ -306,7 +318,32 @@ impl Fencing {
                     deadline.code = Some(code.into());
                 }
             }
-            Last::Trigger => self.triggers.set_last_code(code.into()),
+            Last::Trigger => {
+                let code = code.into();
+                match self.triggers.find_before_last(&code) {
+                    // Now the same declaration as an earlier one, which
+                    // stands for both.
+                    Some(i) => {
+                        self.triggers.pop();
+                        self.last = Last::Duplicate(i);
+                    }
+                    None => self.triggers.set_last_code(code),
+                }
+            }
+            // The earlier declaration keeps its code; this one is declared
+            // under the new code, unless that is declared already too.
+            Last::Duplicate(i) => {
+                let code = code.into();
+                let source = &self.triggers.as_slice()[i].source;
+                match self.triggers.find(source, Some(&code)) {
+                    Some(j) => self.last = Last::Duplicate(j),
+                    None => {
+                        let trigger = Trigger::new(source.clone(), Some(code));
+                        self.triggers.push(trigger);
+                        self.last = Last::Trigger;
+                    }
+                }
+            }
         }
         self
     }

@@ -98,8 +98,9 @@
 //! Time triggers merge: the tightest wins, together with its code; a
 //! relative timeout is anchored when declared; an overflowing duration means
 //! "no deadline" and a deadline in the past means "already fired". Other
-//! triggers never merge: a token declared under two codes reports both. All
-//! time is tokio's, so tests run on a paused clock.
+//! triggers never merge: a token declared under two codes reports both
+//! (declared twice under one code, it is one trigger). All time is tokio's,
+//! so tests run on a paused clock.
 //!
 //! # Features
 //!

@@ -477,6 +477,78 @@ async fn triggers_never_merge_same_token_under_two_codes() {
     assert_eq!(token.__waiter_count(), 0);
 }
 
+/// Declared twice under the same code, a token is one trigger: one waiter,
+/// one reason. Only a different code makes it a second one (rule 4), and
+/// "no code" counts as a code of its own.
+#[tokio::test(start_paused = true)]
+async fn same_token_same_code_once() {
+    let token = Token::new();
+    let other = Token::new();
+    let fencing = Fencing::new()
+        .token(&token)
+        .code("shutdown")
+        .token(&other)
+        .token(&token)
+        .code("shutdown");
+    let mut task = hand(fencing.clone().run(pending::<()>()));
+    assert_pending!(task.poll());
+    assert_eq!(token.__waiter_count(), 1, "one waiter");
+
+    token.cancel_with("SIGTERM");
+    let err = assert_ready_err!(task.poll());
+    assert_eq!(codes(err.reasons()), ["shutdown"], "one reason");
+    assert_eq!(token.__waiter_count(), 0);
+    assert_eq!(fencing.check().unwrap_err().reasons().len(), 1);
+
+    // Uncoded twice: once. Uncoded and coded: both, as two codes would be.
+    let plain = Token::new();
+    plain.cancel();
+    let twice = Fencing::new().token(&plain).token(&plain);
+    assert_eq!(codes(twice.check().unwrap_err().reasons()), ["-"]);
+    let both = Fencing::new().token(&plain).token(&plain).code("x");
+    assert_eq!(codes(both.check().unwrap_err().reasons()), ["-", "x"]);
+
+    // A code that makes the last declaration equal to an earlier one drops
+    // it; one more relabels that declaration again, as if it had stayed.
+    let relabelled = Fencing::new()
+        .token(&plain)
+        .code("a")
+        .token(&plain)
+        .code("a")
+        .code("b");
+    assert_eq!(codes(relabelled.check().unwrap_err().reasons()), ["a", "b"]);
+
+    // Derived from a context that already has the token under that code:
+    // the inner fence waits on it once.
+    let shutdown = Token::new();
+    let outer = Fencing::new().token(&shutdown).code("shutdown");
+    let inner = outer.in_scope(|| fencing::current().token(&shutdown).code("shutdown"));
+    let mut task = hand(inner.run(pending::<()>()));
+    assert_pending!(task.poll());
+    assert_eq!(shutdown.__waiter_count(), 1);
+
+    // The same in a long list, where an index finds earlier declarations.
+    let many: Vec<Token> = (0..40).map(|_| Token::new()).collect();
+    let mut long = Fencing::new();
+    for (i, token) in many.iter().enumerate() {
+        long = long.token(token).code(format!("t{i}"));
+    }
+    let long = long
+        .token(&many[3])
+        .code("t3")
+        .token(&many[3])
+        .code("again")
+        .token(&many[3])
+        .code("t3");
+    let mut task = hand(long.clone().run(pending::<()>()));
+    assert_pending!(task.poll());
+    assert_eq!(many[3].__waiter_count(), 2, "under t3 and again");
+    many[3].cancel();
+    let err = assert_ready_err!(task.poll());
+    assert_eq!(codes(err.reasons()), ["t3", "again"]);
+    assert_eq!(codes(long.check().unwrap_err().reasons()), ["t3", "again"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn triggers_never_merge_parent_and_child_both_reported() {
     let parent = Token::new();
