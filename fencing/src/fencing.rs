@@ -348,8 +348,9 @@ impl Fencing {
         self
     }
 
-    /// Adds a policy (aiofence's `guard` / `unless`): consulted once for each
-    /// reason that fires, it returns `true` to let the reason cancel, `false`
+    /// Adds a policy (aiofence's `guard` / `unless`; [`unless`](Self::unless)
+    /// is the short form for one code): consulted once for each reason that
+    /// fires, it returns `true` to let the reason cancel, `false`
     /// to decline it. A declined reason does not cancel; the fence records it
     /// ([`Fenced::declined`], [`Fenced::declined_by`]) and keeps every other
     /// trigger armed. Declared twice, a reason cancels only if both policies
@@ -404,6 +405,55 @@ impl Fencing {
         let policies = &mut self.extra_mut().policy.get_or_insert(Policy(Vec::new())).0;
         policies.push(Arc::new(policy));
         self
+    }
+
+    /// Declines reasons with `code` while `predicate` returns `true`: the
+    /// common [policy](Self::policy) "not this trigger, not now".
+    ///
+    /// The predicate is read when a reason with `code` fires, once per
+    /// reason, and only for that code: reasons with other codes never call
+    /// it. A declined reason stays declined for that fence
+    /// ([`Fenced::declined_by`]); the next fence reads the predicate again.
+    /// It is a policy like any other: it combines with other policies (a
+    /// reason cancels only if every one accepts it), and a predicate that
+    /// panics accepts the reason.
+    ///
+    /// # Examples
+    ///
+    /// A job declines the shutdown while it is in its critical section, and
+    /// takes it once it is out.
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let shutdown = Token::new();
+    /// shutdown.cancel_with("SIGTERM");
+    /// let critical = Arc::new(AtomicBool::new(true));
+    /// let flag = critical.clone();
+    /// let fencing = Fencing::new()
+    ///     .token(&shutdown)
+    ///     .code("shutdown")
+    ///     .unless("shutdown", move || flag.load(Ordering::SeqCst));
+    ///
+    /// let done = fencing.clone().run(async { "committed" }).await;
+    /// assert_eq!(done.unwrap(), "committed", "declined while critical");
+    ///
+    /// critical.store(false, Ordering::SeqCst);
+    /// let err = fencing.run(async { "committed" }).await.unwrap_err();
+    /// assert!(err.cancelled_by("shutdown"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn unless<P>(self, code: impl Into<Code>, predicate: P) -> Self
+    where
+        P: Fn() -> bool + Send + Sync + 'static,
+    {
+        let code = code.into();
+        self.policy(move |reason| reason.code() != Some(&code) || !predicate())
     }
 
     /// Makes the cancel two-phase: when a trigger fires, the body is not

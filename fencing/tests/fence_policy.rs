@@ -193,3 +193,52 @@ async fn policy_panic_accepts_reason() {
     assert_eq!(again.faults(), 1);
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 }
+
+/// `unless(code, predicate)` declines only reasons with that code, reading
+/// the predicate when such a reason fires: other codes never call it, and a
+/// decline holds for the rest of that fence.
+#[tokio::test(start_paused = true)]
+async fn unless_scoped_to_code() {
+    let shutdown = Token::new();
+    let admin = Token::new();
+    let plain = Token::new();
+    let critical = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let calls = Arc::new(AtomicU32::new(0));
+    let (flag, c) = (critical.clone(), calls.clone());
+    let fencing = Fencing::new()
+        .token(&shutdown)
+        .code("shutdown")
+        .token(&admin)
+        .code("admin")
+        .token(&plain)
+        .unless("shutdown", move || {
+            c.fetch_add(1, Ordering::SeqCst);
+            flag.load(Ordering::SeqCst)
+        });
+
+    let mut fenced = task::spawn(Box::pin(fencing.clone().run(pending::<()>())));
+    assert_pending!(fenced.poll());
+    shutdown.cancel();
+    assert_pending!(fenced.poll());
+    assert!(fenced.declined_by("shutdown"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "read when it fired");
+
+    critical.store(false, Ordering::SeqCst);
+    assert_pending!(fenced.poll());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "declined once, for good");
+
+    admin.cancel();
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert!(err.cancelled_by("admin") && !err.cancelled_by("shutdown"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "another code never asks");
+    drop(fenced);
+
+    // The next fence reads the predicate again; it no longer holds.
+    plain.cancel();
+    let mut next = Box::pin(fencing.run(pending::<()>()));
+    let err = (&mut next).await.unwrap_err();
+    assert_eq!(err.reasons().len(), 3);
+    assert!(err.cancelled_by("shutdown") && err.cancelled_by("admin"));
+    assert!(next.declined().is_empty());
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "once, for shutdown only");
+}
