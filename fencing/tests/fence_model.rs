@@ -410,6 +410,11 @@ enum Last {
 #[derive(Clone, Debug)]
 struct MFencing {
     deadline: Option<Time>,
+    /// Every declaration of a non-time trigger, with its code, in order.
+    decls: Vec<(Source, Option<usize>)>,
+    /// The triggers in effect: `decls` without a declaration equal to an
+    /// earlier one (the same token, or handle that took nothing over, under
+    /// the same code or none), which counts once, where first declared.
     triggers: Vec<(Source, Option<usize>)>,
     last: Last,
     /// Derived from the context: a handle declared now takes nothing over.
@@ -426,6 +431,7 @@ impl MFencing {
     fn new() -> Self {
         Self {
             deadline: None,
+            decls: Vec::new(),
             triggers: Vec::new(),
             last: Last::Nothing,
             derived: false,
@@ -469,8 +475,21 @@ impl MFencing {
     }
 
     fn push(&mut self, source: Source) {
-        self.triggers.push((source, None));
+        self.decls.push((source, None));
         self.last = Last::Trigger;
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        let same = |a: &(Source, Option<usize>), b: &(Source, Option<usize>)| {
+            a == b && matches!(a.0, Source::Token(_) | Source::Handle(_, None))
+        };
+        self.triggers.clear();
+        for decl in &self.decls {
+            if !self.triggers.iter().any(|t| same(t, decl)) {
+                self.triggers.push(*decl);
+            }
+        }
     }
 
     /// A handle: on a root `Fencing` it takes over the deadline declared
@@ -499,9 +518,10 @@ impl MFencing {
                 }
             }
             Last::Trigger => {
-                if let Some(t) = self.triggers.last_mut() {
+                if let Some(t) = self.decls.last_mut() {
                     t.1 = Some(code);
                 }
+                self.settle();
             }
         }
     }
