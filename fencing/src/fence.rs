@@ -43,8 +43,8 @@ pin_project! {
     ///   timer is registered, and only once the body has returned pending.
     /// - **Panics pass through.** A panicking body propagates its panic
     ///   unchanged; nothing stays registered and nothing is poisoned. (A
-    ///   panicking [policy](Fencing::policy) is caught instead: see
-    ///   [`faults`](Self::faults).)
+    ///   panicking [policy](Fencing::policy) or condition check is caught
+    ///   instead: see [`faults`](Self::faults).)
     ///
     /// # Examples
     ///
@@ -230,8 +230,15 @@ impl<F> Fenced<F> {
 
     /// How many times user code this fence ran failed to answer, and the
     /// fence went on without the answer: a [policy](Fencing::policy) that
-    /// panicked (the reason counted as accepted). Each is also a `WARN`
-    /// event with the feature `tracing`.
+    /// panicked (the reason counted as accepted), a
+    /// [condition](Fencing::condition) check that returned `Err` or
+    /// panicked (the condition kept polling). Each is also a `WARN` event
+    /// with the feature `tracing`.
+    ///
+    /// A condition is shared by every fence run from its `Fencing` and its
+    /// clones, and checked by one of them at a time: a failed check counts
+    /// in the fence whose poll ran it (and in the fence around it, for a
+    /// condition inside [`all_of`](Fencing::all_of)).
     ///
     /// # Examples
     ///

@@ -14,7 +14,7 @@ use crate::registry::Registry;
 use crate::token::Token;
 #[cfg(feature = "signal")]
 use crate::trigger::OsSignal;
-use crate::trigger::{self, BoxFuture, Source, TimeTrigger, Trigger, Verdict};
+use crate::trigger::{self, BoxFuture, OnError, Source, TimeTrigger, Trigger, Verdict};
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
@@ -918,11 +918,17 @@ impl Fencing {
     /// from this `Fencing` (or a clone) is waiting. A late check is delayed,
     /// never bunched up.
     ///
-    /// A predicate that panics, or returns `Err`, fires the condition with
-    /// the message `"condition panicked: …"` or `"condition failed: …"`: a
-    /// guard that can no longer be evaluated no longer guards the work, so
-    /// the fence stops it and says why (hother's cancelable logs and keeps
-    /// polling instead, which leaves the work running unguarded).
+    /// # Failed checks
+    ///
+    /// A check that returns `Err` (see [`Verdict`]) or panics does not fire
+    /// the condition: it keeps polling, so a flaky probe does not stop the
+    /// work (as hother's cancelable does). Each failed check is a fault:
+    /// counted in [`Fenced::faults`] of the fence whose poll ran it, and,
+    /// with the feature `tracing`, a `WARN` event (message `"condition check
+    /// failed"` or `"condition check panicked"`, fields `code` and `error`).
+    /// A condition that must stop the work once it can no longer be
+    /// evaluated is declared with
+    /// [`condition_fail_fast`](Self::condition_fail_fast).
     ///
     /// # Examples
     ///
@@ -957,13 +963,105 @@ impl Fencing {
         P: FnMut() -> V + Send + 'static,
         V: Verdict,
     {
-        self.push_future(trigger::condition(every, predicate))
+        self.push_future(trigger::condition(every, OnError::KeepPolling, predicate))
+    }
+
+    /// Like [`condition`](Self::condition), but a failed check fires the
+    /// condition: a guard that can no longer be evaluated no longer guards
+    /// the work, so the fence stops it and says why. The reason's message
+    /// is `"condition failed: …"` with the `Err`'s `Display`, or
+    /// `"condition panicked: …"` with the panic message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::time::Duration;
+    ///
+    /// fn lease_held() -> Result<bool, String> {
+    ///     Err("lease store unreachable".to_owned())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let err = Fencing::new()
+    ///     .condition_fail_fast(Duration::from_secs(1), || lease_held().map(|held| !held))
+    ///     .code("lease")
+    ///     .run(std::future::pending::<()>())
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.cancelled_by("lease"));
+    /// assert_eq!(err.reason().message(), "condition failed: lease store unreachable");
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics if `every` is zero, as [`condition`](Self::condition) does.
+    #[must_use]
+    #[track_caller]
+    pub fn condition_fail_fast<P, V>(self, every: Duration, predicate: P) -> Self
+    where
+        P: FnMut() -> V + Send + 'static,
+        V: Verdict,
+    {
+        self.push_future(trigger::condition(every, OnError::Fire, predicate))
     }
 
     /// Adds a polled condition with an async predicate: like
     /// [`condition`](Self::condition), awaiting `predicate()` every `every`.
-    /// A panic while it is polled, or an `Err`, fires the condition as for a
-    /// synchronous predicate.
+    /// A check whose future resolves to `Err` or panics is a fault, and the
+    /// condition keeps polling, as for a synchronous predicate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::Fencing;
+    /// use std::pin::pin;
+    /// use std::time::Duration;
+    ///
+    /// async fn upstream_healthy() -> Result<bool, std::io::Error> {
+    ///     Err(std::io::Error::other("connection refused"))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let fencing = Fencing::new()
+    ///     .condition_async(Duration::from_secs(1), || async {
+    ///         upstream_healthy().await.map(|healthy| !healthy)
+    ///     })
+    ///     .code("upstream")
+    ///     .timeout(Duration::from_millis(4_500))
+    ///     .code("budget");
+    ///
+    /// let mut fenced = pin!(fencing.run(std::future::pending::<()>()));
+    /// let err = (&mut fenced).await.unwrap_err();
+    /// assert!(err.cancelled_by("budget"), "the failing probe did not stop the work");
+    /// assert_eq!(fenced.faults(), 4, "checked at 1, 2, 3 and 4 s");
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics if `every` is zero, as [`condition`](Self::condition) does.
+    #[must_use]
+    #[track_caller]
+    pub fn condition_async<P, F>(self, every: Duration, predicate: P) -> Self
+    where
+        P: FnMut() -> F + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Verdict,
+    {
+        self.push_future(trigger::condition_async(
+            every,
+            OnError::KeepPolling,
+            predicate,
+        ))
+    }
+
+    /// Like [`condition_async`](Self::condition_async), but a failed check
+    /// fires the condition, as for
+    /// [`condition_fail_fast`](Self::condition_fail_fast).
     ///
     /// # Examples
     ///
@@ -978,7 +1076,7 @@ impl Fencing {
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// let err = Fencing::new()
-    ///     .condition_async(Duration::from_secs(1), || async {
+    ///     .condition_async_fail_fast(Duration::from_secs(1), || async {
     ///         upstream_healthy().await.map(|healthy| !healthy)
     ///     })
     ///     .code("upstream")
@@ -994,13 +1092,13 @@ impl Fencing {
     /// Panics if `every` is zero, as [`condition`](Self::condition) does.
     #[must_use]
     #[track_caller]
-    pub fn condition_async<P, F>(self, every: Duration, predicate: P) -> Self
+    pub fn condition_async_fail_fast<P, F>(self, every: Duration, predicate: P) -> Self
     where
         P: FnMut() -> F + Send + 'static,
         F: Future + Send + 'static,
         F::Output: Verdict,
     {
-        self.push_future(trigger::condition_async(every, predicate))
+        self.push_future(trigger::condition_async(every, OnError::Fire, predicate))
     }
 
     /// Adds an OS signal as a trigger. Its reason is a

@@ -146,6 +146,16 @@
 //! crate freely: cancel tokens, read or cancel through a registry, drop
 //! fences.
 //!
+//! When such code fails, what happens depends on where it runs. A policy
+//! that panics, and a condition check that returns `Err` or panics, run
+//! inside a fence: the fence goes on without their answer (the reason is
+//! accepted; the condition keeps polling, unless declared with
+//! [`Fencing::condition_fail_fast`]) and counts a fault
+//! ([`Fenced::faults`]), so one bug does not end the request. A trigger
+//! future, a hook and a waker that panic pass the panic on, to the fence
+//! that polled the future or to the code that cancelled (once the cancel
+//! is complete); a body that panics does too (rule 20).
+//!
 //! # Stability
 //!
 //! Not covered by semver: the wording of `Display` output and of built-in

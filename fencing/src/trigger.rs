@@ -25,7 +25,7 @@ pub use condition::Verdict;
 pub use signal::{OsSignal, Shutdown};
 
 pub(crate) use all_of::all_of;
-pub(crate) use condition::{condition, condition_async};
+pub(crate) use condition::{condition, condition_async, OnError};
 pub(crate) use future::{future, future_with, BoxFuture, FutureSource};
 #[cfg(feature = "signal")]
 pub(crate) use signal::signal;
@@ -34,6 +34,7 @@ pub(crate) use time::TimeTrigger;
 pub(crate) use token::cancellation_token;
 pub(crate) use token::token;
 
+use crate::fault;
 use crate::handle::{self, FenceHandle};
 use crate::reason::{Code, Reason};
 use crate::token::tree::Node;
@@ -171,7 +172,7 @@ impl Trigger {
             return Poll::Ready(());
         }
         if let Source::Future(source) = &self.source {
-            if source.drive() {
+            if fault::in_trigger(self.code.as_ref(), || source.drive()) {
                 return Poll::Ready(());
             }
         }
@@ -181,7 +182,7 @@ impl Trigger {
     /// Gives a future trigger one poll (a token needs none).
     pub(crate) fn drive(&self) {
         if let Source::Future(source) = &self.source {
-            source.drive();
+            fault::in_trigger(self.code.as_ref(), || source.drive());
         }
     }
 

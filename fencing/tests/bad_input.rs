@@ -292,13 +292,15 @@ async fn bad_input_duration_zero_grace() {
 
 #[test]
 fn bad_input_duration_zero_condition_interval() {
-    for asynchronous in [false, true] {
+    for variant in 0..4 {
         let payload = std::panic::catch_unwind(|| {
-            if asynchronous {
-                let _ = Fencing::new().condition_async(Duration::ZERO, || async { true });
-            } else {
-                let _ = Fencing::new().condition(Duration::ZERO, || true);
-            }
+            let fencing = Fencing::new();
+            let _ = match variant {
+                0 => fencing.condition(Duration::ZERO, || true),
+                1 => fencing.condition_async(Duration::ZERO, || async { true }),
+                2 => fencing.condition_fail_fast(Duration::ZERO, || true),
+                _ => fencing.condition_async_fail_fast(Duration::ZERO, || async { true }),
+            };
         });
         let payload = payload.expect_err("a zero interval panics");
         assert_eq!(
@@ -1445,6 +1447,48 @@ async fn bad_input_policy_panics() {
     let mut next = hand(fencing.run(async { "never" }));
     assert!(assert_ready_err!(next.poll()).cancelled_by("stop"));
     assert_eq!(next.faults(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_condition_check_fails() {
+    // Every check fails, by `Err` then by a panic, in turn.
+    let checks = Arc::new(AtomicUsize::new(0));
+    let c = checks.clone();
+    let fencing = Fencing::new()
+        .condition(Duration::from_secs(1), move || {
+            if c.fetch_add(1, SeqCst) % 2 == 0 {
+                Err("probe down")
+            } else {
+                panic!("probe blew up")
+            }
+        })
+        .code("probe");
+    let mut fenced = hand(fencing.clone().run(pending::<()>()));
+    assert_pending!(fenced.poll());
+    for _ in 0..10 {
+        time::advance(Duration::from_secs(1)).await;
+        assert_pending!(fenced.poll(), "never fires");
+    }
+    assert_eq!(checks.load(SeqCst), 10);
+    assert_eq!(fenced.faults(), 10);
+    assert!(!fenced.is_cancelled());
+    drop(fenced);
+
+    // Fail-fast: the first failure is the reason.
+    let mut fenced = hand(
+        Fencing::new()
+            .condition_fail_fast(Duration::from_secs(1), || -> bool {
+                panic!("probe blew up")
+            })
+            .code("probe")
+            .run(pending::<()>()),
+    );
+    assert_pending!(fenced.poll());
+    time::advance(Duration::from_secs(1)).await;
+    let err = assert_ready_err!(fenced.poll());
+    assert!(err.cancelled_by("probe"));
+    assert_eq!(err.reason().message(), "condition panicked: probe blew up");
+    assert_eq!(fenced.faults(), 0);
 }
 
 /// A waker whose `wake` panics.

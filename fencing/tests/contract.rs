@@ -524,6 +524,21 @@ fn panic_locations_are_the_callers() {
         panic_location(|| drop(Fencing::new().condition_async(Duration::ZERO, || async { true })));
     assert_eq!((file.as_str(), at), (file!(), line), "condition_async");
 
+    let line = line!() + 2;
+    let (file, at) =
+        panic_location(|| drop(Fencing::new().condition_fail_fast(Duration::ZERO, || true)));
+    assert_eq!((file.as_str(), at), (file!(), line), "condition_fail_fast");
+
+    let line = line!() + 2;
+    let (file, at) = panic_location(|| {
+        drop(Fencing::new().condition_async_fail_fast(Duration::ZERO, || async { true }))
+    });
+    assert_eq!(
+        (file.as_str(), at),
+        (file!(), line),
+        "condition_async_fail_fast"
+    );
+
     #[cfg(feature = "rt")]
     {
         let line = line!() + 1;

@@ -182,3 +182,26 @@ fn tracing_events_a_panicking_policy_is_a_warning() {
     assert_eq!(events.len(), 2, "then the cancellation: {events:?}");
     assert_eq!(events[1].level, Level::DEBUG);
 }
+
+#[test]
+fn tracing_events_a_failed_condition_check_is_a_warning_under_its_code() {
+    let (faults, events) = run_traced(async {
+        let mut fenced = std::pin::pin!(Fencing::new()
+            .condition(Duration::from_secs(1), || Err::<bool, _>("probe down"))
+            .code("probe")
+            .timeout(Duration::from_millis(2_500))
+            .code("budget")
+            .run(pending::<()>()));
+        assert!((&mut fenced).await.unwrap_err().cancelled_by("budget"));
+        fenced.faults()
+    });
+    assert_eq!(faults, 2);
+    let warnings: Vec<_> = events.iter().filter(|e| e.level == Level::WARN).collect();
+    assert_eq!(warnings.len(), 2, "{events:?}");
+    for fault in warnings {
+        assert_eq!(fault.target, "fencing::fence");
+        assert_eq!(fault.fields["message"], "condition check failed");
+        assert_eq!(fault.fields["code"], "probe");
+        assert_eq!(fault.fields["error"], "probe down");
+    }
+}

@@ -80,9 +80,9 @@ fn condition_trigger_a_zero_interval_is_rejected_async() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn condition_trigger_a_panicking_predicate_fires_with_its_message() {
+async fn condition_trigger_fail_fast_a_panicking_predicate_fires_with_its_message() {
     let err = Fencing::new()
-        .condition(Duration::from_secs(1), || -> bool {
+        .condition_fail_fast(Duration::from_secs(1), || -> bool {
             panic!("sensor offline")
         })
         .code("sensor")
@@ -94,9 +94,9 @@ async fn condition_trigger_a_panicking_predicate_fires_with_its_message() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn condition_trigger_a_failing_predicate_fires_with_the_error() {
+async fn condition_trigger_fail_fast_a_failing_predicate_fires_with_the_error() {
     let err = Fencing::new()
-        .condition(Duration::from_secs(1), || Err::<bool, _>("no data"))
+        .condition_fail_fast(Duration::from_secs(1), || Err::<bool, _>("no data"))
         .run(pending::<()>())
         .await
         .unwrap_err();
@@ -124,7 +124,7 @@ async fn condition_trigger_async_predicate_and_its_panic() {
     assert_eq!(err.reason().kind(), ReasonKind::Condition);
 
     let err = Fencing::new()
-        .condition_async(Duration::from_millis(10), || async {
+        .condition_async_fail_fast(Duration::from_millis(10), || async {
             tokio::task::yield_now().await;
             panic!("probe crashed");
             #[allow(unreachable_code)]
@@ -134,6 +134,78 @@ async fn condition_trigger_async_predicate_and_its_panic() {
         .await
         .unwrap_err();
     assert_eq!(err.reason().message(), "condition panicked: probe crashed");
+}
+
+/// A check that fails, by `Err` or by a panic, does not fire the condition:
+/// it is a fault of the fence that ran it, and the condition keeps polling
+/// until it is met. Declared fail-fast, the first failure fires it.
+#[tokio::test(start_paused = true)]
+async fn condition_error_keeps_polling() {
+    let checks = Arc::new(AtomicU32::new(0));
+    let c = checks.clone();
+    let fencing = Fencing::new()
+        .condition(Duration::from_secs(1), move || {
+            match c.fetch_add(1, Ordering::SeqCst) + 1 {
+                1 | 2 => Err("probe timed out"),
+                3 => panic!("probe crashed"),
+                4 => Ok(false),
+                _ => Ok(true),
+            }
+        })
+        .code("probe");
+    let mut fenced = task::spawn(Box::pin(fencing.run(pending::<()>())));
+    assert_pending!(fenced.poll());
+    for (check, faults) in [(1, 1), (2, 2), (3, 3), (4, 3)] {
+        advance(Duration::from_secs(1)).await;
+        assert!(fenced.is_woken());
+        assert_pending!(fenced.poll(), "check {check} does not fire it");
+        assert_eq!(checks.load(Ordering::SeqCst), check);
+        assert_eq!(fenced.faults(), faults, "after check {check}");
+    }
+    advance(Duration::from_secs(1)).await;
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert!(err.cancelled_by("probe"));
+    assert_eq!(err.reason().message(), "condition met");
+    assert_eq!(fenced.faults(), 3);
+
+    // The async form keeps polling the same way; fail-fast, the first
+    // failure fires.
+    let checks = Arc::new(AtomicU32::new(0));
+    let c = checks.clone();
+    let mut fenced = Box::pin(
+        Fencing::new()
+            .condition_async(Duration::from_secs(1), move || {
+                let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if n < 3 {
+                        Err("down")
+                    } else {
+                        Ok(true)
+                    }
+                }
+            })
+            .run(pending::<()>()),
+    );
+    let started = Instant::now();
+    let err = (&mut fenced).await.unwrap_err();
+    assert_eq!(err.reason().message(), "condition met");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(fenced.faults(), 2);
+
+    let mut fenced = Box::pin(
+        Fencing::new()
+            .condition_fail_fast(Duration::from_secs(1), || Err::<bool, _>("down"))
+            .run(pending::<()>()),
+    );
+    let started = Instant::now();
+    let err = (&mut fenced).await.unwrap_err();
+    assert_eq!(err.reason().message(), "condition failed: down");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(
+        fenced.faults(),
+        0,
+        "a failure that fires is the reason, no fault"
+    );
 }
 
 #[tokio::test(start_paused = true)]
