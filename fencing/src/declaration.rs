@@ -100,7 +100,121 @@ pub(crate) struct Extra {
     /// code; one entry per code, the shortest declared.
     pub(crate) grace_by_code: Vec<(Code, Duration)>,
     pub(crate) policy: Option<Policy>,
-    pub(crate) registration: Option<(Registry, Code)>,
+    /// Where each fence run from it registers: one entry per registry and
+    /// name ([`Fencing::or`] joins those of both sides).
+    pub(crate) registrations: Vec<(Registry, Code)>,
+    /// Whether some trigger carries [`Rules`] of its own (from a side of an
+    /// [`or`](Fencing::or)) with a policy, and with a grace period.
+    pub(crate) scoped_policy: bool,
+    pub(crate) scoped_grace: bool,
+}
+
+/// The policy and grace period that one side of an [`or`](Fencing::or)
+/// declared, carried by each trigger that came from that side, so that the
+/// side's rules govern its own triggers only. Fence-wide rules declared on
+/// the result apply on top: both policies must accept, and the shorter grace
+/// period wins.
+#[derive(Clone, Default)]
+pub(crate) struct Rules {
+    pub(crate) policy: Option<Policy>,
+    pub(crate) grace: Option<Duration>,
+}
+
+impl Rules {
+    /// The rules of a trigger with `code` and rules `own`, taken from a side
+    /// whose fence-wide rules are `side`: its own rules, then the side's.
+    /// `None` when there are none (the common case: nothing is allocated).
+    pub(crate) fn scoped(
+        own: Option<&Arc<Self>>,
+        side: Option<&Extra>,
+        code: Option<&Code>,
+    ) -> Option<Arc<Self>> {
+        let side_policy = side.and_then(|side| side.policy.as_ref());
+        let side_grace = side.and_then(|side| side.grace_of(code));
+        if side_policy.is_none() && side_grace.is_none() {
+            return own.cloned();
+        }
+        let own = own.map(|own| &**own);
+        let policy = match (own.and_then(|own| own.policy.as_ref()), side_policy) {
+            (Some(Policy(first)), Some(Policy(second))) => {
+                Some(Policy(first.iter().chain(second).cloned().collect()))
+            }
+            (one, other) => one.or(other).cloned(),
+        };
+        let grace = shorter(own.and_then(|own| own.grace), side_grace);
+        Some(Arc::new(Self { policy, grace }))
+    }
+
+    /// Whether two triggers governed by `a` and `b` are governed alike.
+    pub(crate) fn same(a: Option<&Arc<Self>>, b: Option<&Arc<Self>>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                fn policies(rules: &Rules) -> &[PolicyFn] {
+                    rules.policy.as_ref().map_or(&[], |Policy(p)| p.as_slice())
+                }
+                let (pa, pb) = (policies(a), policies(b));
+                pa.len() == pb.len()
+                    && pa.iter().zip(pb).all(|(x, y)| Arc::ptr_eq(x, y))
+                    && a.grace == b.grace
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for Rules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rules")
+            .field("policy", &self.policy.is_some())
+            .field("grace", &self.grace)
+            .finish()
+    }
+}
+
+/// The shorter of two declared grace periods, `None` being undeclared.
+pub(crate) fn shorter(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Extra {
+    /// What the result of [`Fencing::or`] keeps of its two sides' `Extra`:
+    /// both sides' registrations, each once, and whether
+    /// their triggers carry rules of their own. No rule is fence-wide: each
+    /// side's went to its own triggers.
+    pub(crate) fn joined(sides: &[Option<Arc<Self>>]) -> Self {
+        let mut joined = Self::default();
+        for side in sides.iter().flatten() {
+            joined.scoped_policy |= side.policy.is_some() || side.scoped_policy;
+            joined.scoped_grace |=
+                side.grace.is_some() || !side.grace_by_code.is_empty() || side.scoped_grace;
+            for (registry, name) in &side.registrations {
+                let listed = joined
+                    .registrations
+                    .iter()
+                    .any(|(r, n)| r.is(registry) && n == name);
+                if !listed {
+                    joined.registrations.push((registry.clone(), name.clone()));
+                }
+            }
+        }
+        joined
+    }
+
+    /// The grace period a reason with `code` (or none) gets, as declared
+    /// fence-wide: the one for its code, else the fence-wide one.
+    pub(crate) fn grace_of(&self, code: Option<&Code>) -> Option<Duration> {
+        code.and_then(|code| {
+            self.grace_by_code
+                .iter()
+                .find(|(c, _)| c == code)
+                .map(|(_, grace)| *grace)
+        })
+        .or(self.grace)
+    }
 }
 
 /// Decides, once per fired reason, whether it cancels: every policy
@@ -177,54 +291,67 @@ impl Fencing {
         Arc::make_mut(self.extra.get_or_insert_with(Arc::default))
     }
 
-    pub(crate) fn registration(&self) -> Option<&(Registry, Code)> {
-        self.extra()?.registration.as_ref()
+    pub(crate) fn registrations(&self) -> &[(Registry, Code)] {
+        self.extra()
+            .map_or(&[], |extra| extra.registrations.as_slice())
     }
 
     pub(crate) fn has_policy(&self) -> bool {
-        self.extra().is_some_and(|extra| extra.policy.is_some())
+        self.extra()
+            .is_some_and(|extra| extra.policy.is_some() || extra.scoped_policy)
     }
 
-    /// Whether `reason` may cancel: `true` unless a policy declines it. A
-    /// policy that panics accepts it: the panic is caught and reported as a
-    /// fault, and the next policy is consulted.
-    pub(crate) fn accepts(&self, reason: &Reason) -> bool {
-        let Some(policy) = self.extra().and_then(|extra| extra.policy.as_ref()) else {
+    /// Whether `reason`, from a trigger governed by `rules`, may cancel:
+    /// `true` unless the trigger's own policy (from a side of an `or`) or
+    /// the fence-wide one declines it. A policy that panics accepts it: the
+    /// panic is caught and reported as a fault, and the next policy is
+    /// consulted.
+    pub(crate) fn accepts(&self, rules: Option<&Rules>, reason: &Reason) -> bool {
+        let Some(extra) = self.extra() else {
             return true;
         };
-        policy.0.iter().all(|policy| {
-            catch_unwind(AssertUnwindSafe(|| policy(reason))).unwrap_or_else(|payload| {
-                let error = fault::panic_message(&*payload);
-                fault::report(reason.code(), "policy panicked", &error);
-                true
+        let own = rules
+            .filter(|_| extra.scoped_policy)
+            .and_then(|rules| rules.policy.as_ref());
+        own.into_iter()
+            .chain(extra.policy.as_ref())
+            .flat_map(|policy| &policy.0)
+            .all(|policy| {
+                catch_unwind(AssertUnwindSafe(|| policy(reason))).unwrap_or_else(|payload| {
+                    let error = fault::panic_message(&*payload);
+                    fault::report(reason.code(), "policy panicked", &error);
+                    true
+                })
             })
-        })
     }
 
     /// The grace period a reason with `code` (or none) gets, as declared.
     pub(crate) fn grace_of(&self, code: Option<&Code>) -> Option<Duration> {
-        let extra = self.extra()?;
-        code.and_then(|code| {
-            extra
-                .grace_by_code
-                .iter()
-                .find(|(c, _)| c == code)
-                .map(|(_, grace)| *grace)
-        })
-        .or(extra.grace)
+        self.extra()?.grace_of(code)
     }
 
-    /// Whether any grace period is declared, fence-wide or for a code.
+    /// Whether any grace period is declared, fence-wide, for a code, or
+    /// for a trigger that came from a side of an `or`.
     pub(crate) fn has_grace(&self) -> bool {
-        self.extra()
-            .is_some_and(|extra| extra.grace.is_some() || !extra.grace_by_code.is_empty())
+        self.extra().is_some_and(|extra| {
+            extra.grace.is_some() || !extra.grace_by_code.is_empty() || extra.scoped_grace
+        })
     }
 
-    /// The grace period a fence waits out for `reason`; a zero one is none
-    /// at all, so the body is dropped in the poll that sees the trigger.
-    pub(crate) fn grace_for_reason(&self, reason: &Reason) -> Option<Duration> {
-        self.grace_of(reason.code())
-            .filter(|grace| !grace.is_zero())
+    /// The grace period a fence waits out for `reason`, from a trigger
+    /// governed by `rules`: the shorter of the trigger's own and the one
+    /// declared fence-wide for the reason's code. A zero one is none at all,
+    /// so the body is dropped in the poll that sees the trigger.
+    pub(crate) fn grace_for_reason(
+        &self,
+        rules: Option<&Rules>,
+        reason: &Reason,
+    ) -> Option<Duration> {
+        let extra = self.extra()?;
+        let own = rules
+            .filter(|_| extra.scoped_grace)
+            .and_then(|rules| rules.grace);
+        shorter(own, self.grace_of(reason.code())).filter(|grace| !grace.is_zero())
     }
 }
 

@@ -3,7 +3,7 @@
 //! (`fence/`) or to the context. The data it builds is in `declaration.rs`.
 
 use crate::context::{self, BoundFuture};
-use crate::declaration::{Fencing, Last, Policy};
+use crate::declaration::{Extra, Fencing, Last, Policy, Rules};
 use crate::error::Cancelled;
 #[cfg(feature = "stream")]
 use crate::fence::FencedStream;
@@ -651,6 +651,7 @@ impl Fencing {
             let extra = self.extra_mut();
             extra.grace = None;
             extra.grace_by_code.clear();
+            extra.scoped_grace = false;
         }
         WaitForFencingFuture::new(self)
     }
@@ -840,7 +841,8 @@ impl Fencing {
     }
 
     /// Registers every fence run from this `Fencing` in `registry` under
-    /// `name`, while it runs; see [`Registry`].
+    /// `name`, while it runs; see [`Registry`]. It replaces any registration
+    /// declared before, the two sides' of an [`or`](Self::or) included.
     ///
     /// # Examples
     ///
@@ -848,7 +850,7 @@ impl Fencing {
     #[must_use]
     pub fn register(mut self, registry: &Registry, name: impl Into<Code>) -> Self {
         self.last = Last::Nothing;
-        self.extra_mut().registration = Some((registry.clone(), name.into()));
+        self.extra_mut().registrations = vec![(registry.clone(), name.into())];
         self
     }
 
@@ -1142,8 +1144,9 @@ impl Fencing {
     /// Adds a trigger that fires once every part has fired, each part being
     /// a `Fencing` that fires when any of its own triggers does (so "a
     /// minimum time has elapsed AND the data is ready" is two parts). Time
-    /// triggers inside the parts work as anywhere else. OR needs no
-    /// combinator: it is what a `Fencing` already is.
+    /// triggers inside the parts work as anywhere else. Any of several is
+    /// what a `Fencing` already is; to join two built ones, see
+    /// [`or`](Self::or).
     ///
     /// The reason is an [`AllOf`](crate::ReasonKind::AllOf) whose message names
     /// every part's reasons, in the order of the parts: `"all of: min: timed
@@ -1181,6 +1184,105 @@ impl Fencing {
             .map(|part| Box::pin(part.cancelled()))
             .collect();
         self.push_future(trigger::all_of(waits))
+    }
+
+    /// Joins two `Fencing`s built apart, such as the one middleware hands
+    /// over and the one a library declares: a fence run from the result
+    /// stops when either would have, and reports each reason under the code
+    /// its side declared it with.
+    ///
+    /// - **Triggers.** Every trigger of `self`, then every trigger of
+    ///   `other`, in their declaration order; each keeps its code, so
+    ///   `cancelled_by("shutdown")` holds for a token that came from
+    ///   `other`. A trigger in both (the same token, future or handle under
+    ///   the same code, as when both were derived from one context) is armed
+    ///   once; under two codes it is armed under both (rule 4).
+    /// - **Time.** The two deadlines merge as any two time triggers do
+    ///   (rule 3): the effective deadline is the earlier, and its code is
+    ///   the one that fires; at the same instant, `self`'s is kept. The
+    ///   deadlines of [handles](FenceHandle) on either side stay in effect,
+    ///   and each handle still moves the deadline it moved before.
+    /// - **Policies and grace periods stay with their side.** A
+    ///   [`policy`](Self::policy), a [`grace`](Self::grace) period and a
+    ///   [`grace_for`](Self::grace_for) declared on one side govern the
+    ///   triggers of that side only: a policy of `self` that declines
+    ///   `"shutdown"` does not decline a `"shutdown"` trigger of `other`, and
+    ///   `other`'s triggers get `other`'s grace periods, not `self`'s. So a
+    ///   reason cancels if the side it came from accepts it, and the body
+    ///   gets the grace period that side would have given it. A policy or
+    ///   grace period declared on the result, after the `or`, governs every
+    ///   reason, on top of the sides' own: both policies must accept, and
+    ///   the shorter grace period wins.
+    /// - **Registrations.** A fence run from the result is listed in the
+    ///   registries of both sides, under each side's name (once, if both
+    ///   name the same registry and name), and any of them can cancel it.
+    /// - **Context.** Both sides keep what they derived from their context,
+    ///   so the result is a derived `Fencing`: a [`FenceHandle`] declared on
+    ///   it takes no deadline over, it only adds one; and a
+    ///   [`code`](Self::code) right after the `or` labels nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fencing::{Fencing, Token};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // Handed over by the middleware: a budget, shutdown declined at entry.
+    /// let shutdown = Token::new();
+    /// let request = Fencing::new()
+    ///     .timeout(Duration::from_secs(30))
+    ///     .code("budget")
+    ///     .token(&shutdown)
+    ///     .code("shutdown")
+    ///     .policy(|reason| !reason.has_code("shutdown"));
+    /// // Declared by a client library: its own, tighter deadline and its pool.
+    /// let pool_closed = Token::new();
+    /// let client = Fencing::new()
+    ///     .timeout(Duration::from_secs(2))
+    ///     .code("pool_timeout")
+    ///     .token(&pool_closed)
+    ///     .code("pool");
+    ///
+    /// let both = request.or(&client);
+    /// assert_eq!(both.remaining(), Some(Duration::from_secs(2)), "the tighter wins");
+    ///
+    /// pool_closed.cancel_with("pool closed");
+    /// let err = both.run(std::future::pending::<()>()).await.unwrap_err();
+    /// assert!(err.cancelled_by("pool"), "the middleware's policy is not the library's");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn or(self, other: &Self) -> Self {
+        let sides = [self.extra.clone(), other.extra.clone()];
+        let mut joined = Self::empty().into_derived();
+        for (fencing, side) in [&self, other].into_iter().zip(&sides) {
+            let side = side.as_deref();
+            let scope =
+                |own: Option<&Arc<Rules>>, code: Option<&Code>| Rules::scoped(own, side, code);
+            for trigger in fencing.triggers() {
+                let trigger = Trigger {
+                    rules: scope(trigger.rules.as_ref(), trigger.code.as_ref()),
+                    ..trigger.clone()
+                };
+                if !joined.triggers().iter().any(|t| t.same_as(&trigger)) {
+                    joined.triggers.push(trigger);
+                }
+            }
+            if let Some(time) = &fencing.deadline {
+                let time = TimeTrigger {
+                    rules: scope(time.rules.as_ref(), time.code.as_ref()),
+                    ..time.clone()
+                };
+                joined = joined.merge_time(Some(time));
+            }
+        }
+        joined.last = Last::Nothing;
+        if sides.iter().any(Option::is_some) {
+            joined.extra = Some(Arc::new(Extra::joined(&sides)));
+        }
+        joined
     }
 
     /// Adds a tokio-util [`CancellationToken`](tokio_util::sync::CancellationToken) as a trigger, so code already

@@ -64,7 +64,14 @@ struct Entry {
     deadline: Option<Instant>,
     /// Cancels the operation's fence.
     node: Arc<Node>,
-    reasons: Arc<Mutex<Vec<Reason>>>,
+    shared: Arc<Shared>,
+}
+
+/// What a running fence tells the registry about itself after it started:
+/// the reasons it recorded.
+#[derive(Default)]
+pub(crate) struct Shared {
+    reasons: Mutex<Vec<Reason>>,
 }
 
 /// The code of reasons given through the registry: the code of the slot a
@@ -98,7 +105,7 @@ impl Registry {
                 name: entry.name.clone(),
                 started: entry.started,
                 deadline: entry.deadline,
-                reasons: lock(&entry.reasons).clone(),
+                reasons: lock(&entry.shared.reasons).clone(),
             })
             .collect()
     }
@@ -189,27 +196,31 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Enters an operation; it leaves when the returned value is dropped.
-    pub(crate) fn enter(&self, name: &Code, deadline: Option<Instant>) -> Operation {
+    /// Lists an operation whose fence `node` cancels; it leaves when the
+    /// [`Operation`] holding the returned id is dropped.
+    fn enter(&self, name: &Code, deadline: Option<Instant>, node: &Arc<Node>) -> Listing {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let node = Node::new();
-        let reasons = Arc::default();
+        let shared = Arc::<Shared>::default();
         lock(&self.inner.operations).insert(
             id,
             Entry {
                 name: name.clone(),
                 started: Instant::now(),
                 deadline,
-                node: Arc::clone(&node),
-                reasons: Arc::clone(&reasons),
+                node: Arc::clone(node),
+                shared: Arc::clone(&shared),
             },
         );
-        Operation {
+        Listing {
             registry: self.clone(),
             id,
-            trigger: Trigger::new(Source::Token(node), Some(Code::from(CODE))),
-            reasons,
+            shared,
         }
+    }
+
+    /// Whether `self` and `other` are the same registry.
+    pub(crate) fn is(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -349,32 +360,55 @@ impl OperationInfo {
     }
 }
 
-/// A running fence's entry in a registry: a trigger the fence arms like
-/// any of its own (a node the registry cancels, under the code
-/// `"registry"`), and the shared list of the reasons the fence recorded.
+/// A running fence's entry in its registries: a trigger the fence arms like
+/// any of its own (a node that every registry listing it cancels, under the
+/// code `"registry"`), and one listing per registration.
 pub(crate) struct Operation {
+    trigger: Trigger,
+    listings: Vec<Listing>,
+}
+
+/// The operation in one registry.
+struct Listing {
     registry: Registry,
     id: u64,
-    trigger: Trigger,
-    reasons: Arc<Mutex<Vec<Reason>>>,
+    shared: Arc<Shared>,
 }
 
 impl Operation {
+    /// Lists a fence in every registry of `registrations` (one node cancels
+    /// it from any of them), with its `deadline` when it starts.
+    pub(crate) fn enter(registrations: &[(Registry, Code)], deadline: Option<Instant>) -> Self {
+        let node = Node::new();
+        let listings = registrations
+            .iter()
+            .map(|(registry, name)| registry.enter(name, deadline, &node))
+            .collect();
+        Self {
+            trigger: Trigger::new(Source::Token(node), Some(Code::from(CODE))),
+            listings,
+        }
+    }
+
     /// The slot the fence arms for it.
     pub(crate) fn trigger(&self) -> &Trigger {
         &self.trigger
     }
 
-    /// Shows `reason`, recorded by the fence, in the registry's listing.
+    /// Shows `reason`, recorded by the fence, in every listing.
     pub(crate) fn recorded(&self, reason: &Reason) {
-        lock(&self.reasons).push(reason.clone());
+        for listing in &self.listings {
+            lock(&listing.shared.reasons).push(reason.clone());
+        }
     }
 }
 
 impl Drop for Operation {
     fn drop(&mut self) {
         // The fence released its registration on the node before.
-        let entry = lock(&self.registry.inner.operations).remove(&self.id);
-        drop(entry);
+        for listing in &self.listings {
+            let entry = lock(&listing.registry.inner.operations).remove(&listing.id);
+            drop(entry);
+        }
     }
 }

@@ -35,6 +35,7 @@ pub(crate) use token::cancellation_token;
 pub(crate) use token::token;
 
 use crate::fault;
+use crate::declaration::Rules;
 use crate::handle::{self, FenceHandle};
 use crate::reason::{Code, Reason};
 use crate::token::tree::Node;
@@ -127,11 +128,34 @@ pub(crate) fn effective<'a>(
 pub(crate) struct Trigger {
     pub(crate) source: Source,
     pub(crate) code: Option<Code>,
+    /// The policy and grace period of the side of an `or` it came from;
+    /// `None` for a trigger declared on this `Fencing` or its ancestors.
+    pub(crate) rules: Option<Arc<Rules>>,
 }
 
 impl Trigger {
     pub(crate) fn new(source: Source, code: Option<Code>) -> Self {
-        Self { source, code }
+        Self {
+            source,
+            code,
+            rules: None,
+        }
+    }
+
+    /// Whether `other` is this very trigger: the same token, future or
+    /// handle, under the same code and governed alike (one slot is then
+    /// enough for both).
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        let same_source = match (&self.source, &other.source) {
+            (Source::Token(a), Source::Token(b)) => Arc::ptr_eq(a, b),
+            (Source::Future(a), Source::Future(b)) => Arc::ptr_eq(a, b),
+            (Source::Handle(a), Source::Handle(b)) => Arc::ptr_eq(a, b),
+            (Source::Steer(a), Source::Steer(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_source
+            && self.code == other.code
+            && Rules::same(self.rules.as_ref(), other.rules.as_ref())
     }
 
     fn node(&self) -> &Node {
@@ -201,12 +225,23 @@ impl Trigger {
             Source::Token(_) | Source::Future(_) => return None,
         };
         match handle.schedule() {
-            None => took_over.map(|time| (Cow::Borrowed(time), Rank::TakenOver)),
+            // The deadline taken over came from the same side as the handle.
+            None => took_over.map(|time| {
+                let time = match &self.rules {
+                    None => Cow::Borrowed(time),
+                    Some(rules) => Cow::Owned(TimeTrigger {
+                        rules: Some(Arc::clone(rules)),
+                        ..time.clone()
+                    }),
+                };
+                (time, Rank::TakenOver)
+            }),
             Some(schedule) => schedule.map(|(at, after)| {
                 let time = TimeTrigger {
                     at,
                     after,
                     code: self.code.clone(),
+                    rules: self.rules.clone(),
                 };
                 (Cow::Owned(time), Rank::Rescheduled)
             }),

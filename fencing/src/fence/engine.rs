@@ -9,8 +9,9 @@
 //! Every trigger the fence waits on is a *slot*: one per trigger of the
 //! `Fencing`, in declaration order (tokens, future triggers, handles), then
 //! the fence's registry entry if the `Fencing` registers (entered at the
-//! first poll). A slot holds the fence's waiter registration on the
-//! trigger's node and whether the fence has recorded it. The deadline is one
+//! first poll; one slot, in however many registries it is listed). A slot
+//! holds the fence's waiter registration on the trigger's node and whether
+//! the fence has recorded it. The deadline is one
 //! more slot: the *effective deadline*, the tightest of every deadline in
 //! effect (declared time triggers, and handles'), computed once per poll;
 //! the fence's one timer watches it.
@@ -114,7 +115,7 @@ struct Run {
     slots: Slots,
     /// Created by the first protection guard taken in the body.
     scope: Option<Arc<Scope>>,
-    /// The fence's entry in a registry, while it runs: the slot after the
+    /// The fence's entry in its registries, while it runs: the slot after the
     /// `Fencing`'s triggers.
     entry: Option<Box<Operation>>,
     /// Accepted reasons, in firing order.
@@ -288,11 +289,12 @@ impl Engine {
             Phase::Running(_) => false,
             Phase::Fresh => {
                 run.phase = Phase::Running(DropAt::NotYet);
-                let deadline = fencing.effective();
-                if let Some((registry, name)) = fencing.registration() {
-                    let at = deadline.as_ref().map(|time| time.at);
-                    run.entry = Some(Box::new(registry.enter(name, at)));
+                if !fencing.registrations().is_empty() {
+                    let at = fencing.effective().map(|time| time.at);
+                    let entry = Operation::enter(fencing.registrations(), at);
+                    run.entry = Some(Box::new(entry));
                 }
+                let deadline = fencing.effective();
                 let mark = fault::mark();
                 for trigger in fencing.triggers() {
                     trigger.drive();
@@ -591,15 +593,23 @@ impl Run {
         let mut now = None;
         let mark = fault::mark();
         for (which, reason) in found {
+            // A trigger from a side of an `or` keeps that side's rules.
+            let rules = match which {
+                Which::Deadline => deadline.and_then(|time| time.rules.as_deref()),
+                Which::Trigger(i) => fencing
+                    .triggers()
+                    .get(i)
+                    .and_then(|trigger| trigger.rules.as_deref()),
+            };
             // A policy that panics accepts the reason (a fault).
-            let accepted = fencing.accepts(&reason);
+            let accepted = fencing.accepts(rules, &reason);
             self.slots.mark(which);
             if !accepted {
                 self.declined.get_or_insert_with(Box::default).push(reason);
                 continue;
             }
             if let Phase::Running(drop_at) = &mut self.phase {
-                let due = match fencing.grace_for_reason(&reason) {
+                let due = match fencing.grace_for_reason(rules, &reason) {
                     None => DropAt::Now,
                     // A grace period that overflows the clock means "never".
                     Some(grace) => deadline_after(*now.get_or_insert_with(Instant::now), grace)

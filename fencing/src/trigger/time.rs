@@ -2,8 +2,10 @@
 //! triggers of a `Fencing` collapse into one deadline (rule 3): the tightest
 //! wins, with its code.
 
+use crate::declaration::Rules;
 use crate::reason::{Code, Reason};
 use crate::time::deadline_after;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -15,6 +17,8 @@ pub(crate) struct TimeTrigger {
     /// absolute deadline.
     pub(crate) after: Option<Duration>,
     pub(crate) code: Option<Code>,
+    /// The rules of the side of an `or` it came from, as for a trigger.
+    pub(crate) rules: Option<Arc<Rules>>,
 }
 
 impl TimeTrigger {
@@ -25,6 +29,7 @@ impl TimeTrigger {
             at,
             after: Some(after),
             code: None,
+            rules: None,
         })
     }
 
@@ -34,6 +39,7 @@ impl TimeTrigger {
             at,
             after: None,
             code: None,
+            rules: None,
         }
     }
 

@@ -54,10 +54,7 @@ impl Future for OnEvent {
 fn shared_trigger() -> (Arc<Event>, Trigger) {
     let event = Arc::new(Event::default());
     let source = FutureSource::new(Box::pin(OnEvent(event.clone())));
-    let trigger = Trigger {
-        source: Source::Future(source),
-        code: None,
-    };
+    let trigger = Trigger::new(Source::Future(source), None);
     (event, trigger)
 }
 
