@@ -14,6 +14,7 @@
 //! handing it to a `JoinSet` or a `TaskTracker`.
 
 use crate::declaration::Fencing;
+use crate::reason::Message;
 use crate::sync::lock;
 use pin_project_lite::pin_project;
 use std::cell::RefCell;
@@ -145,6 +146,88 @@ pub fn current() -> Fencing {
     AMBIENT
         .try_with(|ambient| ambient.fencing.borrow().derived())
         .unwrap_or_default()
+}
+
+/// Reports the progress of the work running now (hother's
+/// `report_progress`): the registered operation it runs in shows `message`
+/// as its [`Progress`](crate::Progress) in [`Registry::list`](crate::Registry::list),
+/// with the time it was reported and how many reports came before; with the
+/// `tracing` feature, it is also a `DEBUG` event whose message is
+/// `message` (target `fencing::progress`).
+///
+/// Like [`current`], it works from any depth, without a parameter: in the
+/// body of a fence, in a nested fence, and in tasks spawned with the
+/// crate's `spawn` or futures bound with
+/// [`current().bind(fut)`](Fencing::bind). It goes to the nearest
+/// registered operation: the innermost registered fence around the call,
+/// in every registry that fence is listed in, and, for each other
+/// registry, the innermost fence around the call that is listed there. So
+/// an operation nested in another of the same registry takes its progress
+/// from it (both are listed), while a registry that lists only the outer
+/// one still hears it. [`detach`]ed work reports to none.
+///
+/// It never blocks and never fails. When nothing listens (no registered
+/// fence around the call, and no `tracing` subscriber interested in the
+/// event, or the feature off), it returns after one thread-local read,
+/// without converting `message`, so it allocates nothing: a
+/// `&'static str` costs nothing at all, and only a `String` the caller
+/// formatted has been allocated, by the caller.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{report_progress, Fencing, Registry};
+///
+/// async fn import(rows: u32) {
+///     for row in 1..=rows {
+///         // ... import the row ...
+///         if row % 100 == 0 {
+///             report_progress(format!("{row}/{rows} rows"));
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// report_progress("nobody listens: nothing happens");
+///
+/// let registry = Registry::new();
+/// let job = Fencing::new().register(&registry, "import");
+/// let inside = job.run(async {
+///     import(1_000).await;
+///     registry.list()[0].progress().cloned()
+/// });
+/// let progress = inside.await.unwrap().unwrap();
+/// assert_eq!(progress.message(), "1000/1000 rows");
+/// assert_eq!(progress.count(), 10);
+/// # }
+/// ```
+pub fn report_progress(message: impl Into<Message>) {
+    // The sinks are taken out of the context, so that the borrow is over
+    // before any lock is taken or a subscriber runs (it may use the
+    // context).
+    let sinks = AMBIENT
+        .try_with(|ambient| ambient.fencing.borrow().progress())
+        .ok()
+        .flatten();
+    #[cfg(feature = "tracing")]
+    let traced = tracing::enabled!(target: "fencing::progress", tracing::Level::DEBUG);
+    #[cfg(not(feature = "tracing"))]
+    let traced = false;
+    if sinks.is_none() && !traced {
+        return;
+    }
+    let message = message.into();
+    if let Some(sinks) = sinks {
+        let now = tokio::time::Instant::now();
+        for sink in sinks.iter() {
+            sink.report(&message, now);
+        }
+    }
+    #[cfg(feature = "tracing")]
+    if traced {
+        tracing::debug!(target: "fencing::progress", "{}", message.as_str());
+    }
 }
 
 pin_project! {

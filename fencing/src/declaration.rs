@@ -9,7 +9,7 @@ use crate::fault;
 #[cfg(doc)]
 use crate::handle::FenceHandle;
 use crate::reason::{Code, Reason};
-use crate::registry::Registry;
+use crate::registry::{ProgressSink, Registry};
 use crate::trigger::{self, TimeTrigger, Trigger, Triggers};
 use std::borrow::Cow;
 use std::fmt;
@@ -107,6 +107,9 @@ pub(crate) struct Extra {
     /// [`or`](Fencing::or)) with a policy, and with a grace period.
     pub(crate) scoped_policy: bool,
     pub(crate) scoped_grace: bool,
+    /// The operations that progress reported in this context goes to; set
+    /// by a registered fence on the `Fencing` it binds to its body.
+    pub(crate) progress: Option<Arc<[ProgressSink]>>,
 }
 
 /// The policy and grace period that one side of an [`or`](Fencing::or)
@@ -182,11 +185,12 @@ pub(crate) fn shorter(a: Option<Duration>, b: Option<Duration>) -> Option<Durati
 
 impl Extra {
     /// What the result of [`Fencing::or`] keeps of its two sides' `Extra`:
-    /// both sides' registrations, each once, and whether
+    /// both sides' registrations and progress sinks, each once, and whether
     /// their triggers carry rules of their own. No rule is fence-wide: each
     /// side's went to its own triggers.
     pub(crate) fn joined(sides: &[Option<Arc<Self>>]) -> Self {
         let mut joined = Self::default();
+        let mut sinks: Vec<ProgressSink> = Vec::new();
         for side in sides.iter().flatten() {
             joined.scoped_policy |= side.policy.is_some() || side.scoped_policy;
             joined.scoped_grace |=
@@ -200,6 +204,14 @@ impl Extra {
                     joined.registrations.push((registry.clone(), name.clone()));
                 }
             }
+            for sink in side.progress.as_deref().unwrap_or(&[]) {
+                if !sinks.iter().any(|s| s.is(sink)) {
+                    sinks.push(sink.clone());
+                }
+            }
+        }
+        if !sinks.is_empty() {
+            joined.progress = Some(sinks.into());
         }
         joined
     }
@@ -294,6 +306,18 @@ impl Fencing {
     pub(crate) fn registrations(&self) -> &[(Registry, Code)] {
         self.extra()
             .map_or(&[], |extra| extra.registrations.as_slice())
+    }
+
+    /// The operations progress reported in this context goes to, if any.
+    pub(crate) fn progress(&self) -> Option<Arc<[ProgressSink]>> {
+        self.extra()?.progress.clone()
+    }
+
+    /// The operations progress reported in this context goes to.
+    pub(crate) fn progress_sinks(&self) -> &[ProgressSink] {
+        self.extra()
+            .and_then(|extra| extra.progress.as_deref())
+            .unwrap_or(&[])
     }
 
     pub(crate) fn has_policy(&self) -> bool {

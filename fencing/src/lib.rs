@@ -54,7 +54,8 @@
 //! The pieces:
 //!
 //! - [`Fencing`]: an immutable, cheap-to-clone declaration of triggers. Every
-//!   builder step adds one; [`Fencing::code`] labels the one before it.
+//!   builder step adds one; [`Fencing::code`] labels the one before it;
+//!   [`Fencing::or`] joins two built apart.
 //! - [`Fenced`]: the fence, a named future returned by [`Fencing::run`]. It
 //!   resolves to `Result<T, Cancelled>`.
 //! - [`Cancelled`]: the error, holding every [`Reason`] that fired, in
@@ -92,7 +93,8 @@
 //! | tokio-util token (`tokio-util`) | [`Fencing::cancellation_token`] | [`ReasonKind::Token`] | `cancellation token cancelled` |
 //!
 //! A [`policy`](Fencing::policy) may decline fired reasons; a [`Registry`]
-//! lists running fences and cancels them by id or name; [`Token::on_cancel`]
+//! lists running fences, with the progress their bodies report
+//! ([`report_progress`]), and cancels them by id or name; [`Token::on_cancel`]
 //! runs a callback when a token is cancelled.
 //!
 //! Time triggers merge: the tightest wins, together with its code; a
@@ -116,9 +118,11 @@
 //!   hands one out, so code written against tokio-util joins in.
 //! - `tracing`: when a fence cancels its body, one `DEBUG` event per reason,
 //!   with the fields `kind`, `code` and `message`, in the current span
-//!   (target `fencing::fence`); and a `WARN` event for each fault, user code
+//!   (target `fencing::fence`); a `WARN` event for each fault, user code
 //!   the fence went on without ([`Fenced::faults`]), with the fields `code`
-//!   and `error`. Nothing is emitted without the feature.
+//!   and `error`; and one `DEBUG` event per [`report_progress`], its message
+//!   the progress message (target `fencing::progress`). Nothing is emitted
+//!   without the feature.
 //! - `stream`: [`Fencing::stream`] runs a `futures_core::Stream` inside a
 //!   fence ([`FencedStream`]); adds the `futures-core` dependency.
 //! - `test-util`: `__live_counts()`, the process-wide numbers of live token
@@ -245,7 +249,7 @@ mod time;
 mod token;
 mod trigger;
 
-pub use crate::context::{current, detach, BoundFuture};
+pub use crate::context::{current, detach, report_progress, BoundFuture};
 #[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub use crate::debug::{__live_counts, LiveCounts};
@@ -259,7 +263,7 @@ pub use crate::fence::{Fenced, WaitForFencingFuture};
 pub use crate::handle::FenceHandle;
 pub use crate::protect::{protect, ProtectGuard};
 pub use crate::reason::{Code, Message, Reason, ReasonKind};
-pub use crate::registry::{OperationId, OperationInfo, Registry};
+pub use crate::registry::{OperationId, OperationInfo, Progress, Registry};
 #[cfg(feature = "rt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rt")))]
 pub use crate::task::{shield, spawn, spawn_blocking, Shielded};

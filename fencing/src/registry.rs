@@ -18,7 +18,9 @@ use tokio::time::Instant;
 /// A fence whose `Fencing` was declared with
 /// [`register`](crate::Fencing::register) enters the registry when it starts (its
 /// first poll) and leaves when it ends, whatever the outcome, and when it is
-/// dropped. Fences that do not register pay nothing. A cancellation through
+/// dropped. Its body, at any depth, can tell the registry how far it got
+/// with [`report_progress`](crate::report_progress); see
+/// [`OperationInfo::progress`]. Fences that do not register pay nothing. A cancellation through
 /// the registry is a [`Token`](crate::ReasonKind::Token) reason with the code
 /// `"registry"` and the message given.
 ///
@@ -68,10 +70,11 @@ struct Entry {
 }
 
 /// What a running fence tells the registry about itself after it started:
-/// the reasons it recorded.
+/// the reasons it recorded, and the progress its body reported.
 #[derive(Default)]
 pub(crate) struct Shared {
     reasons: Mutex<Vec<Reason>>,
+    progress: Mutex<Option<Progress>>,
 }
 
 /// The code of reasons given through the registry: the code of the slot a
@@ -106,6 +109,7 @@ impl Registry {
                 started: entry.started,
                 deadline: entry.deadline,
                 reasons: lock(&entry.shared.reasons).clone(),
+                progress: lock(&entry.shared.progress).clone(),
             })
             .collect()
     }
@@ -304,6 +308,7 @@ pub struct OperationInfo {
     started: Instant,
     deadline: Option<Instant>,
     reasons: Vec<Reason>,
+    progress: Option<Progress>,
 }
 
 impl OperationInfo {
@@ -358,6 +363,17 @@ impl OperationInfo {
     pub fn reasons(&self) -> &[Reason] {
         &self.reasons
     }
+
+    /// The last progress its body reported with
+    /// [`report_progress`](crate::report_progress), if it reported any.
+    ///
+    /// # Examples
+    ///
+    /// See [`Progress`].
+    #[must_use]
+    pub fn progress(&self) -> Option<&Progress> {
+        self.progress.as_ref()
+    }
 }
 
 /// A running fence's entry in its registries: a trigger the fence arms like
@@ -401,6 +417,23 @@ impl Operation {
             lock(&listing.shared.reasons).push(reason.clone());
         }
     }
+
+    /// Where progress reported in this fence's body goes: to this
+    /// operation, in each registry it is listed in, and to the nearest
+    /// enclosing operation (`outer`) in every other registry.
+    pub(crate) fn progress_sinks(&self, outer: &[ProgressSink]) -> Arc<[ProgressSink]> {
+        let own = self.listings.iter().map(|listing| ProgressSink {
+            registry: listing.registry.clone(),
+            shared: Arc::clone(&listing.shared),
+        });
+        let others = outer.iter().filter(|sink| {
+            !self
+                .listings
+                .iter()
+                .any(|listing| listing.registry.is(&sink.registry))
+        });
+        own.chain(others.cloned()).collect()
+    }
 }
 
 impl Drop for Operation {
@@ -410,5 +443,101 @@ impl Drop for Operation {
             let entry = lock(&listing.registry.inner.operations).remove(&listing.id);
             drop(entry);
         }
+    }
+}
+
+/// One operation that progress reported in a context goes to.
+#[derive(Clone)]
+pub(crate) struct ProgressSink {
+    registry: Registry,
+    shared: Arc<Shared>,
+}
+
+impl ProgressSink {
+    /// Whether `self` and `other` are the same operation in the same registry.
+    pub(crate) fn is(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Shows `message`, reported at `at`, as the operation's progress.
+    pub(crate) fn report(&self, message: &Message, at: Instant) {
+        let mut progress = lock(&self.shared.progress);
+        let count = progress.as_ref().map_or(0, |p| p.count) + 1;
+        let old = progress.replace(Progress {
+            message: message.clone(),
+            reported_at: at,
+            count,
+        });
+        drop(progress);
+        // Dropped unlocked: it may free the previous message.
+        drop(old);
+    }
+}
+
+/// The last progress a running operation reported, with
+/// [`report_progress`](crate::report_progress), as seen in
+/// [`OperationInfo::progress`]: the message, when it was reported, and how
+/// many reports the operation made so far.
+///
+/// # Examples
+///
+/// ```
+/// use fencing::{report_progress, Fencing, Registry};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let registry = Registry::new();
+/// let export = tokio::spawn(Fencing::new().register(&registry, "export").run(async {
+///     for table in ["users", "orders"] {
+///         report_progress(format!("exporting {table}"));
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///     }
+/// }));
+/// tokio::time::sleep(Duration::from_millis(1500)).await;
+///
+/// let progress = registry.list()[0].progress().cloned().unwrap();
+/// assert_eq!(progress.message(), "exporting orders");
+/// assert_eq!(progress.count(), 2);
+/// assert_eq!(progress.reported_at().elapsed(), Duration::from_millis(500));
+/// # export.await.unwrap().unwrap();
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Progress {
+    message: Message,
+    reported_at: Instant,
+    count: u64,
+}
+
+impl Progress {
+    /// The message of the last report.
+    ///
+    /// # Examples
+    ///
+    /// See [`Progress`].
+    #[must_use]
+    pub fn message(&self) -> &str {
+        self.message.as_str()
+    }
+
+    /// When the last report was made, on tokio's clock.
+    ///
+    /// # Examples
+    ///
+    /// See [`Progress`].
+    #[must_use]
+    pub fn reported_at(&self) -> Instant {
+        self.reported_at
+    }
+
+    /// How many reports the operation has made, the last one included.
+    ///
+    /// # Examples
+    ///
+    /// See [`Progress`].
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.count
     }
 }

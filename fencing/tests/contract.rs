@@ -9,8 +9,8 @@ use fencing::LiveCounts;
 use fencing::Shielded;
 use fencing::{
     BoundFuture, Cancelled, Code, DropGuard, DropGuardRef, FenceExt, FenceHandle, Fenced, Fencing,
-    Message, OnCancel, OperationId, OperationInfo, ProtectGuard, Reason, ReasonKind, Registry,
-    Token, Verdict, WaitForCancellationFuture, WaitForCancellationFutureOwned,
+    Message, OnCancel, OperationId, OperationInfo, Progress, ProtectGuard, Reason, ReasonKind,
+    Registry, Token, Verdict, WaitForCancellationFuture, WaitForCancellationFutureOwned,
     WaitForFencingFuture,
 };
 #[cfg(feature = "signal")]
@@ -93,6 +93,7 @@ contract! {
     "OperationInfo" => OperationInfo: send_sync unpin unwind_safe clone debug;
     #[cfg(feature = "signal")]
     "OsSignal" => OsSignal: send_sync unpin unwind_safe clone debug;
+    "Progress" => Progress: send_sync unpin unwind_safe clone debug;
     "ProtectGuard" => ProtectGuard: send_sync unpin unwind_safe debug;
     "Reason" => Reason: send_sync unpin unwind_safe clone debug;
     "ReasonKind" => ReasonKind: send_sync unpin unwind_safe clone debug;

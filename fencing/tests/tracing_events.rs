@@ -205,3 +205,24 @@ fn tracing_events_a_failed_condition_check_is_a_warning_under_its_code() {
         assert_eq!(fault.fields["error"], "probe down");
     }
 }
+
+#[test]
+fn tracing_events_progress_is_a_debug_event() {
+    let registry = fencing::Registry::new();
+    let (_, events) = run_traced(async {
+        fencing::report_progress("outside any fence");
+        let span = tracing::info_span!("export");
+        let _entered = span.enter();
+        Fencing::new()
+            .register(&registry, "export")
+            .run(async { fencing::report_progress(format!("{} rows", 7)) })
+            .await
+            .unwrap();
+    });
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].target, "fencing::progress");
+    assert_eq!(events[0].level, Level::DEBUG);
+    assert_eq!(events[0].fields["message"], "outside any fence");
+    assert_eq!(events[1].fields["message"], "7 rows");
+    assert_eq!(events[1].spans, ["export"]);
+}

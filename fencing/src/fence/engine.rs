@@ -292,6 +292,9 @@ impl Engine {
                 if !fencing.registrations().is_empty() {
                     let at = fencing.effective().map(|time| time.at);
                     let entry = Operation::enter(fencing.registrations(), at);
+                    // Progress reported in the body goes to this operation.
+                    let sinks = entry.progress_sinks(fencing.progress_sinks());
+                    fencing.extra_mut().progress = Some(sinks);
                     run.entry = Some(Box::new(entry));
                 }
                 let deadline = fencing.effective();
