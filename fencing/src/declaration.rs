@@ -184,6 +184,17 @@ pub(crate) fn shorter(a: Option<Duration>, b: Option<Duration>) -> Option<Durati
 }
 
 impl Extra {
+    /// Whether a policy governs some reason: fence-wide, or a side's.
+    fn has_policy(&self) -> bool {
+        self.policy.is_some() || self.scoped_policy
+    }
+
+    /// Whether a grace period is declared: fence-wide, for a code, or by a
+    /// side for its triggers.
+    fn has_grace(&self) -> bool {
+        self.grace.is_some() || !self.grace_by_code.is_empty() || self.scoped_grace
+    }
+
     /// What the result of [`Fencing::or`] keeps of its two sides' `Extra`:
     /// both sides' registrations and progress sinks, each once, and whether
     /// their triggers carry rules of their own. No rule is fence-wide: each
@@ -192,9 +203,8 @@ impl Extra {
         let mut joined = Self::default();
         let mut sinks: Vec<ProgressSink> = Vec::new();
         for side in sides.iter().flatten() {
-            joined.scoped_policy |= side.policy.is_some() || side.scoped_policy;
-            joined.scoped_grace |=
-                side.grace.is_some() || !side.grace_by_code.is_empty() || side.scoped_grace;
+            joined.scoped_policy |= side.has_policy();
+            joined.scoped_grace |= side.has_grace();
             for (registry, name) in &side.registrations {
                 let listed = joined
                     .registrations
@@ -313,16 +323,8 @@ impl Fencing {
         self.extra()?.progress.clone()
     }
 
-    /// The operations progress reported in this context goes to.
-    pub(crate) fn progress_sinks(&self) -> &[ProgressSink] {
-        self.extra()
-            .and_then(|extra| extra.progress.as_deref())
-            .unwrap_or(&[])
-    }
-
     pub(crate) fn has_policy(&self) -> bool {
-        self.extra()
-            .is_some_and(|extra| extra.policy.is_some() || extra.scoped_policy)
+        self.extra().is_some_and(Extra::has_policy)
     }
 
     /// Whether `reason`, from a trigger governed by `rules`, may cancel:
@@ -334,9 +336,7 @@ impl Fencing {
         let Some(extra) = self.extra() else {
             return true;
         };
-        let own = rules
-            .filter(|_| extra.scoped_policy)
-            .and_then(|rules| rules.policy.as_ref());
+        let own = rules.and_then(|rules| rules.policy.as_ref());
         own.into_iter()
             .chain(extra.policy.as_ref())
             .flat_map(|policy| &policy.0)
@@ -357,9 +357,7 @@ impl Fencing {
     /// Whether any grace period is declared, fence-wide, for a code, or
     /// for a trigger that came from a side of an `or`.
     pub(crate) fn has_grace(&self) -> bool {
-        self.extra().is_some_and(|extra| {
-            extra.grace.is_some() || !extra.grace_by_code.is_empty() || extra.scoped_grace
-        })
+        self.extra().is_some_and(Extra::has_grace)
     }
 
     /// The grace period a fence waits out for `reason`, from a trigger

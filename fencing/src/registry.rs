@@ -421,12 +421,12 @@ impl Operation {
     /// Where progress reported in this fence's body goes: to this
     /// operation, in each registry it is listed in, and to the nearest
     /// enclosing operation (`outer`) in every other registry.
-    pub(crate) fn progress_sinks(&self, outer: &[ProgressSink]) -> Arc<[ProgressSink]> {
+    pub(crate) fn progress_sinks(&self, outer: Option<&[ProgressSink]>) -> Arc<[ProgressSink]> {
         let own = self.listings.iter().map(|listing| ProgressSink {
             registry: listing.registry.clone(),
             shared: Arc::clone(&listing.shared),
         });
-        let others = outer.iter().filter(|sink| {
+        let others = outer.unwrap_or(&[]).iter().filter(|sink| {
             !self
                 .listings
                 .iter()

@@ -289,15 +289,11 @@ impl Engine {
             Phase::Running(_) => false,
             Phase::Fresh => {
                 run.phase = Phase::Running(DropAt::NotYet);
-                if !fencing.registrations().is_empty() {
-                    let at = fencing.effective().map(|time| time.at);
-                    let entry = Operation::enter(fencing.registrations(), at);
-                    // Progress reported in the body goes to this operation.
-                    let sinks = entry.progress_sinks(fencing.progress_sinks());
-                    fencing.extra_mut().progress = Some(sinks);
-                    run.entry = Some(Box::new(entry));
-                }
                 let deadline = fencing.effective();
+                if !fencing.registrations().is_empty() {
+                    let at = deadline.as_ref().map(|time| time.at);
+                    run.entry = Some(Box::new(Operation::enter(fencing.registrations(), at)));
+                }
                 let mark = fault::mark();
                 for trigger in fencing.triggers() {
                     trigger.drive();
@@ -306,7 +302,13 @@ impl Engine {
                 let passed = deadline
                     .as_ref()
                     .is_some_and(|time| time.has_passed(Instant::now()));
-                run.record(fencing, deadline.as_deref(), passed)
+                let fired = run.record(fencing, deadline.as_deref(), passed);
+                if let Some(entry) = &run.entry {
+                    // Progress reported in the body goes to this operation.
+                    let sinks = entry.progress_sinks(fencing.progress().as_deref());
+                    fencing.extra_mut().progress = Some(sinks);
+                }
+                fired
             }
             Phase::Completed | Phase::Interrupted => panic!("`Fenced` polled after completion"),
         }
