@@ -34,8 +34,8 @@ pub(crate) use time::TimeTrigger;
 pub(crate) use token::cancellation_token;
 pub(crate) use token::token;
 
-use crate::fault;
 use crate::declaration::Rules;
+use crate::fault;
 use crate::handle::{self, FenceHandle};
 use crate::reason::{Code, Reason};
 use crate::token::tree::Node;
