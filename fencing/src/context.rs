@@ -17,7 +17,7 @@ use crate::declaration::Fencing;
 use crate::reason::Message;
 use crate::sync::lock;
 use pin_project_lite::pin_project;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +40,12 @@ thread_local! {
             fences: RefCell::new(Vec::new()),
         }
     };
+
+    /// Whether `enter` is running on this thread. While it is not, the
+    /// context is the empty `Fencing` and `current()` answers without
+    /// reaching `AMBIENT`: a `Cell<bool>` has no destructor to register, so
+    /// reading it is one load.
+    static ENTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `f` with `*fencing` as the context, then restores the previous one,
@@ -55,10 +61,12 @@ pub(crate) fn enter<R>(
     struct Restore<'a> {
         fencing: &'a mut Fencing,
         scope: Option<&'a mut Option<Arc<Scope>>>,
+        was_entered: bool,
     }
 
     impl Drop for Restore<'_> {
         fn drop(&mut self) {
+            ENTERED.set(self.was_entered);
             // Cannot fail: a `Restore` exists only after `enter` reached the
             // thread-local on this thread, which is still running.
             let _ = AMBIENT.try_with(|ambient| {
@@ -80,7 +88,12 @@ pub(crate) fn enter<R>(
     });
     match entered {
         Ok(()) => {
-            let _restore = Restore { fencing, scope };
+            let was_entered = ENTERED.replace(true);
+            let _restore = Restore {
+                fencing,
+                scope,
+                was_entered,
+            };
             f()
         }
         // The thread-local is gone only while the thread is being torn down;
@@ -142,7 +155,16 @@ pub(crate) fn guard_fences() -> Vec<Arc<Scope>> {
 /// # }
 /// ```
 #[must_use]
+#[inline]
 pub fn current() -> Fencing {
+    if !ENTERED.get() {
+        return Fencing::empty().into_derived();
+    }
+    entered()
+}
+
+/// `current()` while `enter` runs on this thread.
+fn entered() -> Fencing {
     AMBIENT
         .try_with(|ambient| ambient.fencing.borrow().derived())
         .unwrap_or_default()
