@@ -27,18 +27,18 @@ use std::task::{Context, Poll, Waker};
 
 /// What the code running on this thread sees.
 struct Ambient {
-    fencing: RefCell<Fencing>,
+    fencing: Fencing,
     /// The protection scope of each fence whose body is being polled on this
     /// thread, innermost last; `None` until a guard is first taken in it.
-    fences: RefCell<Vec<Option<Arc<Scope>>>>,
+    fences: Vec<Option<Arc<Scope>>>,
 }
 
 thread_local! {
-    static AMBIENT: Ambient = const {
-        Ambient {
-            fencing: RefCell::new(Fencing::empty()),
-            fences: RefCell::new(Vec::new()),
-        }
+    static AMBIENT: RefCell<Ambient> = const {
+        RefCell::new(Ambient {
+            fencing: Fencing::empty(),
+            fences: Vec::new(),
+        })
     };
 
     /// Whether `enter` is running on this thread. While it is not, the
@@ -70,20 +70,21 @@ pub(crate) fn enter<R>(
             // Cannot fail: a `Restore` exists only after `enter` reached the
             // thread-local on this thread, which is still running.
             let _ = AMBIENT.try_with(|ambient| {
-                std::mem::swap(&mut *ambient.fencing.borrow_mut(), self.fencing);
+                let ambient = &mut *ambient.borrow_mut();
+                std::mem::swap(&mut ambient.fencing, self.fencing);
                 if let Some(scope) = self.scope.as_deref_mut() {
-                    *scope = ambient.fences.borrow_mut().pop().flatten();
+                    *scope = ambient.fences.pop().flatten();
                 }
             });
         }
     }
 
     let mut scope = scope;
-    let mut pushed = scope.as_deref_mut().map(Option::take);
     let entered = AMBIENT.try_with(|ambient| {
-        std::mem::swap(&mut *ambient.fencing.borrow_mut(), fencing);
-        if let Some(pushed) = pushed.take() {
-            ambient.fences.borrow_mut().push(pushed);
+        let ambient = &mut *ambient.borrow_mut();
+        std::mem::swap(&mut ambient.fencing, fencing);
+        if let Some(scope) = scope.as_deref_mut() {
+            ambient.fences.push(scope.take());
         }
     });
     match entered {
@@ -98,12 +99,7 @@ pub(crate) fn enter<R>(
         }
         // The thread-local is gone only while the thread is being torn down;
         // then the code runs without a context, and unprotected.
-        Err(_) => {
-            if let (Some(scope), Some(pushed)) = (scope, pushed) {
-                *scope = pushed;
-            }
-            f()
-        }
+        Err(_) => f(),
     }
 }
 
@@ -113,8 +109,8 @@ pub(crate) fn guard_fences() -> Vec<Arc<Scope>> {
     AMBIENT
         .try_with(|ambient| {
             ambient
-                .fences
                 .borrow_mut()
+                .fences
                 .iter_mut()
                 .map(|scope| {
                     let scope = scope.get_or_insert_with(Arc::default);
@@ -166,7 +162,7 @@ pub fn current() -> Fencing {
 /// `current()` while `enter` runs on this thread.
 fn entered() -> Fencing {
     AMBIENT
-        .try_with(|ambient| ambient.fencing.borrow().derived())
+        .try_with(|ambient| ambient.borrow().fencing.derived())
         .unwrap_or_default()
 }
 
@@ -228,10 +224,14 @@ pub fn report_progress(message: impl Into<Message>) {
     // The sinks are taken out of the context, so that the borrow is over
     // before any lock is taken or a subscriber runs (it may use the
     // context).
-    let sinks = AMBIENT
-        .try_with(|ambient| ambient.fencing.borrow().progress())
-        .ok()
-        .flatten();
+    let sinks = if ENTERED.get() {
+        AMBIENT
+            .try_with(|ambient| ambient.borrow().fencing.progress())
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
     #[cfg(feature = "tracing")]
     let traced = tracing::enabled!(target: "fencing::progress", tracing::Level::DEBUG);
     #[cfg(not(feature = "tracing"))]
