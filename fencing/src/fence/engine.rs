@@ -115,15 +115,23 @@ struct Run {
     slots: Slots,
     /// Created by the first protection guard taken in the body.
     scope: Option<Arc<Scope>>,
+    /// What only a fence that registers, records a reason or meets a fault
+    /// needs, behind one pointer so that the common fence makes a small
+    /// task.
+    cold: Option<Box<Cold>>,
+}
+
+/// See [`Run::cold`]; created by the registration, the first reason or
+/// the first fault.
+#[derive(Default)]
+struct Cold {
     /// The fence's entry in its registries, while it runs: the slot after the
     /// `Fencing`'s triggers.
-    entry: Option<Box<Operation>>,
+    entry: Option<Operation>,
     /// Accepted reasons, in firing order.
     reasons: Vec<Reason>,
-    /// Reasons the policy declined, in firing order; boxed, as only fences
-    /// with a policy need it (a small fence makes a small task).
-    #[allow(clippy::box_collection)]
-    declined: Option<Box<Vec<Reason>>>,
+    /// Reasons the policy declined, in firing order.
+    declined: Vec<Reason>,
     /// Faults in user code the fence ran (`fault.rs`): policies that
     /// panicked, condition checks that failed.
     faults: u32,
@@ -196,6 +204,24 @@ enum Which {
     Trigger(usize),
 }
 
+impl Run {
+    fn cold_mut(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Box::default)
+    }
+
+    fn entry(&self) -> Option<&Operation> {
+        self.cold.as_deref()?.entry.as_ref()
+    }
+
+    fn reasons(&self) -> &[Reason] {
+        self.cold.as_deref().map_or(&[], |cold| &cold.reasons)
+    }
+
+    fn declined(&self) -> &[Reason] {
+        self.cold.as_deref().map_or(&[], |cold| &cold.declined)
+    }
+}
+
 impl Slots {
     fn get(&self, i: usize) -> Option<&Slot> {
         match i {
@@ -265,10 +291,7 @@ impl Engine {
                     phase: Phase::Fresh,
                     slots: Slots::default(),
                     scope: None,
-                    entry: None,
-                    reasons: Vec::new(),
-                    declined: None,
-                    faults: 0,
+                    cold: None,
                 },
             },
         }
@@ -292,7 +315,7 @@ impl Engine {
                 let deadline = fencing.effective();
                 if !fencing.registrations().is_empty() {
                     let at = deadline.as_ref().map(|time| time.at);
-                    run.entry = Some(Box::new(Operation::enter(fencing.registrations(), at)));
+                    run.cold_mut().entry = Some(Operation::enter(fencing.registrations(), at));
                 }
                 let mark = fault::mark();
                 for trigger in fencing.triggers() {
@@ -303,7 +326,7 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|time| time.has_passed(Instant::now()));
                 let fired = run.record(fencing, deadline.as_deref(), passed);
-                if let Some(entry) = &run.entry {
+                if let Some(entry) = run.entry() {
                     // Progress reported in the body goes to this operation.
                     let sinks = entry.progress_sinks(fencing.progress().as_deref());
                     fencing.extra_mut().progress = Some(sinks);
@@ -370,7 +393,7 @@ impl Engine {
         let this = self.project();
         let Core { fencing, run } = this.core;
         #[cfg(feature = "tracing")]
-        for reason in &run.reasons {
+        for reason in run.reasons() {
             tracing::debug!(
                 // The documented target, whichever module emits it.
                 target: "fencing::fence",
@@ -381,7 +404,7 @@ impl Engine {
             );
         }
         run.finish(fencing, this.timer, Phase::Interrupted);
-        Cancelled::new(run.reasons.clone())
+        Cancelled::new(run.reasons().to_vec())
     }
 
     // --- The outcome, as every handle reports it. ---
@@ -392,7 +415,7 @@ impl Engine {
 
     /// Whether a trigger that cancels has fired: recorded, or seen now.
     pub(crate) fn is_cancelled(&self) -> bool {
-        !self.core.run.reasons.is_empty() || !self.unrecorded().is_empty()
+        !self.core.run.reasons().is_empty() || !self.unrecorded().is_empty()
     }
 
     /// Whether the fence dropped its body because a trigger fired.
@@ -415,13 +438,13 @@ impl Engine {
     /// The reasons recorded, in firing order.
     #[cfg(feature = "stream")]
     pub(crate) fn recorded(&self) -> &[Reason] {
-        &self.core.run.reasons
+        self.core.run.reasons()
     }
 
     /// Every reason that has fired, in firing order: those recorded, then
     /// any that fired since the fence last looked.
     pub(crate) fn reasons(&self) -> Vec<Reason> {
-        let mut reasons = self.core.run.reasons.clone();
+        let mut reasons = self.core.run.reasons().to_vec();
         reasons.extend(self.unrecorded());
         reasons
     }
@@ -429,17 +452,21 @@ impl Engine {
     /// Whether a trigger declared with `code` has fired.
     pub(crate) fn cancelled_by(&self, code: &Code) -> bool {
         let has = |reason: &Reason| reason.code() == Some(code);
-        self.core.run.reasons.iter().any(has) || self.unrecorded().iter().any(has)
+        self.core.run.reasons().iter().any(has) || self.unrecorded().iter().any(has)
     }
 
     /// The reasons the policy declined, in firing order.
     pub(crate) fn declined(&self) -> &[Reason] {
-        self.core.run.declined.as_deref().map_or(&[], Vec::as_slice)
+        self.core.run.declined()
     }
 
     /// How many faults the user code this fence ran has had.
     pub(crate) fn faults(&self) -> usize {
-        self.core.run.faults as usize
+        self.core
+            .run
+            .cold
+            .as_deref()
+            .map_or(0, |cold| cold.faults as usize)
     }
 
     /// Reasons that have fired but are not recorded yet, in recording order,
@@ -486,18 +513,23 @@ impl Run {
     /// Adds the faults reported on this thread since `mark`, while the
     /// fence ran user code.
     fn count_faults(&mut self, mark: u64) {
-        self.faults = self.faults.saturating_add(fault::since(mark));
+        let faults = fault::since(mark);
+        if faults > 0 {
+            let cold = self.cold_mut();
+            cold.faults = cold.faults.saturating_add(faults);
+        }
     }
 
     /// Registers on every slot not recorded yet (a future trigger is polled
     /// too).
     fn register(&mut self, fencing: &Fencing, cx: &mut Context<'_>) {
         let mark = fault::mark();
-        let Self { slots, entry, .. } = self;
+        let Self { slots, cold, .. } = self;
+        let entry = cold.as_deref().and_then(|cold| cold.entry.as_ref());
         let triggers = fencing
             .triggers()
             .iter()
-            .chain(entry.as_deref().map(Operation::trigger));
+            .chain(entry.map(Operation::trigger));
         for (i, trigger) in triggers.enumerate() {
             let slot = slots.get_mut(i);
             if !slot.recorded {
@@ -524,7 +556,7 @@ impl Run {
         if !self.any_fired(fencing, deadline, deadline_passed) {
             return found;
         }
-        let entry = self.entry.as_deref().map(Operation::trigger);
+        let entry = self.entry().map(Operation::trigger);
         if let Some(time) = deadline.filter(|_| deadline_passed && !self.slots.deadline) {
             found.push((Which::Deadline, time.reason()));
         }
@@ -575,8 +607,7 @@ impl Run {
                 return true;
             }
         }
-        self.entry
-            .as_deref()
+        self.entry()
             .is_some_and(|entry| fired(triggers.len(), entry.trigger()))
     }
 
@@ -594,7 +625,7 @@ impl Run {
             return false;
         }
         let found = self.scan(fencing, deadline, deadline_passed);
-        let before = self.reasons.len();
+        let before = self.reasons().len();
         let mut now = None;
         let mark = fault::mark();
         for (which, reason) in found {
@@ -610,7 +641,7 @@ impl Run {
             let accepted = fencing.accepts(rules, &reason);
             self.slots.mark(which);
             if !accepted {
-                self.declined.get_or_insert_with(Box::default).push(reason);
+                self.cold_mut().declined.push(reason);
                 continue;
             }
             if let Phase::Running(drop_at) = &mut self.phase {
@@ -622,13 +653,14 @@ impl Run {
                 };
                 *drop_at = drop_at.earlier(due);
             }
-            if let Some(entry) = &self.entry {
+            let cold = self.cold_mut();
+            if let Some(entry) = &cold.entry {
                 entry.recorded(&reason);
             }
-            self.reasons.push(reason);
+            cold.reasons.push(reason);
         }
         self.count_faults(mark);
-        self.reasons.len() > before
+        self.reasons().len() > before
     }
 
     /// Sets the one timer for the earlier of the deadline (until it fired)
@@ -752,7 +784,9 @@ impl Run {
         self.phase = phase;
         self.release(fencing);
         // Leaves the registry, whatever the outcome.
-        self.entry = None;
+        if let Some(cold) = &mut self.cold {
+            cold.entry = None;
+        }
         if let TimerProj::Armed { .. } = timer.as_mut().project() {
             timer.set(Timer::Idle);
         }
@@ -760,11 +794,12 @@ impl Run {
 
     /// Releases every waiter registration.
     fn release(&mut self, fencing: &Fencing) {
-        let Self { slots, entry, .. } = self;
+        let Self { slots, cold, .. } = self;
+        let entry = cold.as_deref().and_then(|cold| cold.entry.as_ref());
         let triggers = fencing
             .triggers()
             .iter()
-            .chain(entry.as_deref().map(Operation::trigger));
+            .chain(entry.map(Operation::trigger));
         for (i, trigger) in triggers.enumerate() {
             if slots.get(i).is_some_and(|slot| slot.key.is_some()) {
                 trigger.deregister(&mut slots.get_mut(i).key);
@@ -810,7 +845,7 @@ impl fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("fencing", &self.core.fencing)
             .field("phase", &run.phase)
-            .field("reasons", &run.reasons)
+            .field("reasons", &run.reasons())
             .finish_non_exhaustive()
     }
 }
