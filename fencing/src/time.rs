@@ -15,7 +15,7 @@ pub(crate) fn deadline_after(now: Instant, after: Duration) -> Option<Instant> {
 /// How far ahead the fence's timer is set at most: tokio's own "far future".
 /// A deadline beyond it is representable but too close to `Instant`'s limit
 /// for tokio's timer arithmetic, and means "never" in practice.
-const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// The instant to set the fence's timer for, to watch `at`: `at` itself, or
 /// thirty years from `now` if that is sooner.

@@ -674,9 +674,15 @@ impl Run {
         deadline: Option<&TimeTrigger>,
         clock: Option<Instant>,
     ) -> Passed {
-        let deadline = deadline
-            .filter(|_| !self.slots.is_recorded(Which::Deadline))
-            .map(|time| time.at);
+        let watched = deadline.filter(|_| !self.slots.is_recorded(Which::Deadline));
+        // What to set the timer for: a relative timeout of up to thirty
+        // years ends within thirty years of now, with no need to read the
+        // clock to keep the timer that close (`timer_deadline`).
+        let set_for = |at: Instant| match watched {
+            Some(time) if time.at == at && time.is_near() => at,
+            _ => timer_deadline(at, Instant::now()),
+        };
+        let deadline = watched.map(|time| time.at);
         let grace_end = self.drop_at().grace_end();
         let target = match (deadline, grace_end) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -692,7 +698,7 @@ impl Run {
                 }
             }
             (Some(at), TimerProj::Idle) => timer.set(Timer::Armed {
-                sleep: tokio::time::sleep_until(timer_deadline(at, Instant::now())),
+                sleep: tokio::time::sleep_until(set_for(at)),
                 at,
                 count: TimerCount::new(),
             }),
@@ -704,7 +710,7 @@ impl Run {
                     sleep, at: watched, ..
                 },
             ) if *watched != at => {
-                sleep.reset(timer_deadline(at, Instant::now()));
+                sleep.reset(set_for(at));
                 *watched = at;
             }
             (Some(_), TimerProj::Armed { .. }) => {}

@@ -4,7 +4,7 @@
 
 use crate::declaration::Rules;
 use crate::reason::{Code, Reason};
-use crate::time::deadline_after;
+use crate::time::{deadline_after, FAR_FUTURE};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -41,6 +41,13 @@ impl TimeTrigger {
             code: None,
             rules: None,
         }
+    }
+
+    /// Whether it is known, without reading the clock, to be at most thirty
+    /// years ahead of now (`FAR_FUTURE`): a relative timeout that long or
+    /// shorter, since it was anchored when declared, before now.
+    pub(crate) fn is_near(&self) -> bool {
+        self.after.is_some_and(|after| after <= FAR_FUTURE)
     }
 
     pub(crate) fn has_passed(&self, now: Instant) -> bool {
