@@ -263,9 +263,10 @@ pub(crate) enum Last {
     /// The last entry of `triggers`.
     Trigger,
     /// A trigger declared again with the code of an earlier declaration,
-    /// the entry at this index: it was not added (one trigger, one waiter,
-    /// one reason), and a `code` that follows declares it under that code.
-    Duplicate(usize),
+    /// the entry [`Triggers::duplicate`]: it was not added (one trigger,
+    /// one waiter, one reason), and a `code` that follows declares it under
+    /// that code.
+    Duplicate,
 }
 
 impl Fencing {
@@ -388,7 +389,7 @@ impl fmt::Debug for Fencing {
         let codes: Vec<_> = self
             .triggers()
             .iter()
-            .map(|t| (t.kind(), t.code.clone()))
+            .map(|t| (t.kind(), t.code().cloned()))
             .collect();
         f.debug_struct("Fencing")
             .field("deadline", &self.deadline)

@@ -14,7 +14,7 @@ use crate::registry::Registry;
 use crate::token::Token;
 #[cfg(feature = "signal")]
 use crate::trigger::OsSignal;
-use crate::trigger::{self, BoxFuture, OnError, Source, TimeTrigger, Trigger, Verdict};
+use crate::trigger::{self, BoxFuture, Label, OnError, Source, TimeTrigger, Trigger, Verdict};
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
@@ -269,13 +269,19 @@ impl Fencing {
     #[inline]
     fn push(mut self, source: Source) -> Self {
         match self.triggers.find(&source, None) {
-            Some(i) => self.last = Last::Duplicate(i),
+            Some(i) => self.duplicate(i),
             None => {
                 self.triggers.push(Trigger::new(source, None));
                 self.last = Last::Trigger;
             }
         }
         self
+    }
+
+    /// Notes that the step being built declared trigger `i` again.
+    fn duplicate(&mut self, i: usize) {
+        self.triggers.set_duplicate(i);
+        self.last = Last::Duplicate;
     }
 
     /// Labels the trigger declared just before this call with `code`,
@@ -315,7 +321,7 @@ impl Fencing {
             Last::Nothing => {}
             Last::Time => {
                 if let Some(deadline) = &mut self.deadline {
-                    deadline.code = Some(code.into());
+                    deadline.label.set_code(code.into());
                 }
             }
             Last::Trigger => {
@@ -325,18 +331,18 @@ impl Fencing {
                     // stands for both.
                     Some(i) => {
                         self.triggers.pop();
-                        self.last = Last::Duplicate(i);
+                        self.duplicate(i);
                     }
                     None => self.triggers.set_last_code(code),
                 }
             }
             // The earlier declaration keeps its code; this one is declared
             // under the new code, unless that is declared already too.
-            Last::Duplicate(i) => {
+            Last::Duplicate => {
                 let code = code.into();
-                let source = &self.triggers.as_slice()[i].source;
+                let source = &self.triggers.as_slice()[self.triggers.duplicate()].source;
                 match self.triggers.find(source, Some(&code)) {
-                    Some(j) => self.last = Last::Duplicate(j),
+                    Some(j) => self.duplicate(j),
                     None => {
                         let trigger = Trigger::new(source.clone(), Some(code));
                         self.triggers.push(trigger);
@@ -1259,11 +1265,13 @@ impl Fencing {
         let mut joined = Self::empty().into_derived();
         for (fencing, side) in [&self, other].into_iter().zip(&sides) {
             let side = side.as_deref();
-            let scope =
-                |own: Option<&Arc<Rules>>, code: Option<&Code>| Rules::scoped(own, side, code);
+            let scope = |label: &Label| {
+                let code = label.code();
+                Label::new(code.cloned(), Rules::scoped(label.rules(), side, code))
+            };
             for trigger in fencing.triggers() {
                 let trigger = Trigger {
-                    rules: scope(trigger.rules.as_ref(), trigger.code.as_ref()),
+                    label: scope(&trigger.label),
                     ..trigger.clone()
                 };
                 if !joined.triggers().iter().any(|t| t.same_as(&trigger)) {
@@ -1272,7 +1280,7 @@ impl Fencing {
             }
             if let Some(time) = &fencing.deadline {
                 let time = TimeTrigger {
-                    rules: scope(time.rules.as_ref(), time.code.as_ref()),
+                    label: scope(&time.label),
                     ..time.clone()
                 };
                 joined = joined.merge_time(Some(time));

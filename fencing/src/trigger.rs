@@ -123,23 +123,81 @@ pub(crate) fn effective<'a>(
     best.map(|(time, ..)| time)
 }
 
+/// A trigger's code and, for one from a side of an `or`, the policy and
+/// grace period of that side. Both in one field no larger than a code, so
+/// that a trigger and a `Fencing` stay as small as before `or` existed: the
+/// rules, which only a joined `Fencing` has, sit behind a pointer.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Label {
+    #[default]
+    None,
+    Code(Code),
+    Scoped(Arc<Scoped>),
+}
+
+/// See [`Label::Scoped`].
+#[derive(Clone, Debug)]
+pub(crate) struct Scoped {
+    code: Option<Code>,
+    rules: Arc<Rules>,
+}
+
+impl Label {
+    pub(crate) fn new(code: Option<Code>, rules: Option<Arc<Rules>>) -> Self {
+        match (code, rules) {
+            (code, Some(rules)) => Self::Scoped(Arc::new(Scoped { code, rules })),
+            (Some(code), None) => Self::Code(code),
+            (None, None) => Self::None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn code(&self) -> Option<&Code> {
+        match self {
+            Self::None => None,
+            Self::Code(code) => Some(code),
+            Self::Scoped(scoped) => scoped.code.as_ref(),
+        }
+    }
+
+    /// The rules of the side of an `or` it came from; `None` for a trigger
+    /// declared on this `Fencing` or its ancestors.
+    #[inline]
+    pub(crate) fn rules(&self) -> Option<&Arc<Rules>> {
+        match self {
+            Self::None | Self::Code(_) => None,
+            Self::Scoped(scoped) => Some(&scoped.rules),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn set_code(&mut self, code: Code) {
+        match self {
+            Self::None | Self::Code(_) => *self = Self::Code(code),
+            Self::Scoped(scoped) => Arc::make_mut(scoped).code = Some(code),
+        }
+    }
+}
+
 /// One declared trigger with its code.
 #[derive(Clone)]
 pub(crate) struct Trigger {
     pub(crate) source: Source,
-    pub(crate) code: Option<Code>,
-    /// The policy and grace period of the side of an `or` it came from;
-    /// `None` for a trigger declared on this `Fencing` or its ancestors.
-    pub(crate) rules: Option<Arc<Rules>>,
+    /// Its code, and the rules of the side of an `or` it came from.
+    pub(crate) label: Label,
 }
 
 impl Trigger {
     pub(crate) fn new(source: Source, code: Option<Code>) -> Self {
         Self {
             source,
-            code,
-            rules: None,
+            label: Label::new(code, None),
         }
+    }
+
+    #[inline]
+    pub(crate) fn code(&self) -> Option<&Code> {
+        self.label.code()
     }
 
     /// Whether `other` is this very trigger: the same token, future or
@@ -154,8 +212,8 @@ impl Trigger {
             _ => false,
         };
         same_source
-            && self.code == other.code
-            && Rules::same(self.rules.as_ref(), other.rules.as_ref())
+            && self.code() == other.code()
+            && Rules::same(self.label.rules(), other.label.rules())
     }
 
     fn node(&self) -> &Node {
@@ -186,7 +244,7 @@ impl Trigger {
     pub(crate) fn fired(&self) -> Option<Reason> {
         self.node()
             .reason()
-            .map(|reason| reason.with_code(self.code.as_ref()))
+            .map(|reason| reason.with_code(self.code()))
     }
 
     /// Registers `waker` (keeping one registration under `key`) and, for a
@@ -196,7 +254,7 @@ impl Trigger {
             return Poll::Ready(());
         }
         if let Source::Future(source) = &self.source {
-            if fault::in_trigger(self.code.as_ref(), || source.drive()) {
+            if fault::in_trigger(self.code(), || source.drive()) {
                 return Poll::Ready(());
             }
         }
@@ -206,7 +264,7 @@ impl Trigger {
     /// Gives a future trigger one poll (a token needs none).
     pub(crate) fn drive(&self) {
         if let Source::Future(source) = &self.source {
-            fault::in_trigger(self.code.as_ref(), || source.drive());
+            fault::in_trigger(self.code(), || source.drive());
         }
     }
 
@@ -227,10 +285,10 @@ impl Trigger {
         match handle.schedule() {
             // The deadline taken over came from the same side as the handle.
             None => took_over.map(|time| {
-                let time = match &self.rules {
+                let time = match self.label.rules() {
                     None => Cow::Borrowed(time),
                     Some(rules) => Cow::Owned(TimeTrigger {
-                        rules: Some(Arc::clone(rules)),
+                        label: Label::new(time.label.code().cloned(), Some(Arc::clone(rules))),
                         ..time.clone()
                     }),
                 };
@@ -240,8 +298,7 @@ impl Trigger {
                 let time = TimeTrigger {
                     at,
                     after,
-                    code: self.code.clone(),
-                    rules: self.rules.clone(),
+                    label: self.label.clone(),
                 };
                 (Cow::Owned(time), Rank::Rescheduled)
             }),
@@ -271,6 +328,9 @@ pub(crate) struct Many {
     /// identity (see [`Source::identity`]), so that a declaration finds in
     /// O(1) that it declares a trigger for the first time, the common case.
     index: Option<HashMap<usize, usize>>,
+    /// The trigger the last builder step declared again (`Last::Duplicate`),
+    /// kept here rather than in `Last`, so that `Fencing` stays small.
+    duplicate: usize,
 }
 
 /// Up to this many triggers a declaration scans the list for an earlier
@@ -306,10 +366,14 @@ impl Triggers {
                     unreachable!("matched above");
                 };
                 let list = vec![first, trigger];
-                *self = Self::Many(Arc::new(Many { list, index: None }));
+                *self = Self::Many(Arc::new(Many {
+                    list,
+                    index: None,
+                    duplicate: 0,
+                }));
             }
             Self::Many(many) => {
-                let Many { list, index } = Arc::make_mut(many);
+                let Many { list, index, .. } = Arc::make_mut(many);
                 list.push(trigger);
                 match index {
                     Some(index) => {
@@ -336,25 +400,34 @@ impl Triggers {
     /// list, for one declared for the first time. Otherwise a scan, of a
     /// short list or of a long one that does declare this trigger already
     /// (a token under many codes), which is rare.
+    #[inline]
     pub(crate) fn find(&self, source: &Source, code: Option<&Code>) -> Option<usize> {
-        let id = source.identity()?;
-        if let Self::Many(many) = self {
-            if many.count(id) == Some(0) {
-                return None;
+        match self {
+            // The first trigger, the common case.
+            Self::Empty => None,
+            Self::One(_) => Self::position(self.as_slice(), source.identity()?, code),
+            Self::Many(many) => {
+                let id = source.identity()?;
+                if many.count(id) == Some(0) {
+                    return None;
+                }
+                Self::position(&many.list, id, code)
             }
         }
-        Self::position(self.as_slice(), id, code)
     }
 
     /// The index of an earlier declaration of the last trigger under
     /// `code`, if any; as cheap as [`find`](Self::find).
+    #[inline]
     pub(crate) fn find_before_last(&self, code: &Code) -> Option<usize> {
-        let (last, earlier) = self.as_slice().split_last()?;
+        // With one trigger or none, there is no earlier one.
+        let Self::Many(many) = self else {
+            return None;
+        };
+        let (last, earlier) = many.list.split_last()?;
         let id = last.source.identity()?;
-        if let Self::Many(many) = self {
-            if many.count(id).is_some_and(|n| n < 2) {
-                return None;
-            }
+        if many.count(id).is_some_and(|n| n < 2) {
+            return None;
         }
         Self::position(earlier, id, Some(code))
     }
@@ -362,7 +435,24 @@ impl Triggers {
     fn position(triggers: &[Trigger], id: usize, code: Option<&Code>) -> Option<usize> {
         triggers
             .iter()
-            .position(|t| t.source.identity() == Some(id) && t.code.as_ref() == code)
+            .position(|t| t.source.identity() == Some(id) && t.code() == code)
+    }
+
+    /// Notes that the last builder step declared trigger `i` again.
+    pub(crate) fn set_duplicate(&mut self, i: usize) {
+        match self {
+            // The one trigger there is.
+            Self::Empty | Self::One(_) => debug_assert_eq!(i, 0),
+            Self::Many(many) => Arc::make_mut(many).duplicate = i,
+        }
+    }
+
+    /// The trigger the last builder step declared again.
+    pub(crate) fn duplicate(&self) -> usize {
+        match self {
+            Self::Empty | Self::One(_) => 0,
+            Self::Many(many) => many.duplicate,
+        }
     }
 
     /// Removes the last trigger.
@@ -371,7 +461,7 @@ impl Triggers {
             Self::Empty => {}
             Self::One(_) => *self = Self::Empty,
             Self::Many(many) => {
-                let Many { list, index } = Arc::make_mut(many);
+                let Many { list, index, .. } = Arc::make_mut(many);
                 let id = list.pop().and_then(|t| t.source.identity());
                 if let (Some(index), Some(id)) = (index, id) {
                     if let Some(n) = index.get_mut(&id) {
@@ -387,10 +477,10 @@ impl Triggers {
     pub(crate) fn set_last_code(&mut self, code: Code) {
         match self {
             Self::Empty => {}
-            Self::One(trigger) => trigger.code = Some(code),
+            Self::One(trigger) => trigger.label.set_code(code),
             Self::Many(many) => {
                 if let Some(last) = Arc::make_mut(many).list.last_mut() {
-                    last.code = Some(code);
+                    last.label.set_code(code);
                 }
             }
         }

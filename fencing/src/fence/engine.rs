@@ -631,11 +631,11 @@ impl Run {
         for (which, reason) in found {
             // A trigger from a side of an `or` keeps that side's rules.
             let rules = match which {
-                Which::Deadline => deadline.and_then(|time| time.rules.as_deref()),
+                Which::Deadline => deadline.and_then(|time| time.label.rules().map(|r| &**r)),
                 Which::Trigger(i) => fencing
                     .triggers()
                     .get(i)
-                    .and_then(|trigger| trigger.rules.as_deref()),
+                    .and_then(|trigger| trigger.label.rules().map(|r| &**r)),
             };
             // A policy that panics accepts the reason (a fault).
             let accepted = fencing.accepts(rules, &reason);

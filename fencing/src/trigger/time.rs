@@ -2,10 +2,9 @@
 //! triggers of a `Fencing` collapse into one deadline (rule 3): the tightest
 //! wins, with its code.
 
-use crate::declaration::Rules;
-use crate::reason::{Code, Reason};
+use super::Label;
+use crate::reason::Reason;
 use crate::time::{deadline_after, FAR_FUTURE};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -16,9 +15,9 @@ pub(crate) struct TimeTrigger {
     /// `Some` for a relative timeout (its declared length), `None` for an
     /// absolute deadline.
     pub(crate) after: Option<Duration>,
-    pub(crate) code: Option<Code>,
-    /// The rules of the side of an `or` it came from, as for a trigger.
-    pub(crate) rules: Option<Arc<Rules>>,
+    /// Its code, and the rules of the side of an `or` it came from, as for
+    /// a trigger.
+    pub(crate) label: Label,
 }
 
 impl TimeTrigger {
@@ -28,8 +27,7 @@ impl TimeTrigger {
         deadline_after(Instant::now(), after).map(|at| Self {
             at,
             after: Some(after),
-            code: None,
-            rules: None,
+            label: Label::None,
         })
     }
 
@@ -38,8 +36,7 @@ impl TimeTrigger {
         Self {
             at,
             after: None,
-            code: None,
-            rules: None,
+            label: Label::None,
         }
     }
 
@@ -57,8 +54,8 @@ impl TimeTrigger {
     /// The reason it fires with: a timeout's or a deadline's, under its code.
     pub(crate) fn reason(&self) -> Reason {
         match self.after {
-            Some(after) => Reason::timeout(after, self.code.clone()),
-            None => Reason::deadline(self.code.clone()),
+            Some(after) => Reason::timeout(after, self.label.code().cloned()),
+            None => Reason::deadline(self.label.code().cloned()),
         }
     }
 }
