@@ -14,7 +14,9 @@ use crate::registry::Registry;
 use crate::token::Token;
 #[cfg(feature = "signal")]
 use crate::trigger::OsSignal;
-use crate::trigger::{self, BoxFuture, Label, OnError, Source, TimeTrigger, Trigger, Verdict};
+use crate::trigger::{
+    self, BoxFuture, Label, OnError, Source, TimeTrigger, Trigger, Triggers, Verdict,
+};
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
@@ -317,15 +319,28 @@ impl Fencing {
     #[must_use]
     #[inline]
     pub fn code(mut self, code: impl Into<Code>) -> Self {
+        let code = code.into();
+        // The common steps, inline: a code for the deadline, or for the
+        // first trigger (which cannot repeat an earlier one).
+        match (self.last, &mut self.deadline, &mut self.triggers) {
+            (Last::Time, Some(deadline), _) => deadline.label.set_code(code),
+            (Last::Trigger, _, Triggers::One(trigger)) => trigger.label.set_code(code),
+            _ => return self.code_slow(code),
+        }
+        self
+    }
+
+    /// The rest of [`code`](Self::code).
+    #[inline(never)]
+    fn code_slow(mut self, code: Code) -> Self {
         match self.last {
             Last::Nothing => {}
             Last::Time => {
                 if let Some(deadline) = &mut self.deadline {
-                    deadline.label.set_code(code.into());
+                    deadline.label.set_code(code);
                 }
             }
             Last::Trigger => {
-                let code = code.into();
                 match self.triggers.find_before_last(&code) {
                     // Now the same declaration as an earlier one, which
                     // stands for both.
@@ -339,7 +354,6 @@ impl Fencing {
             // The earlier declaration keeps its code; this one is declared
             // under the new code, unless that is declared already too.
             Last::Duplicate => {
-                let code = code.into();
                 let source = &self.triggers.as_slice()[self.triggers.duplicate()].source;
                 match self.triggers.find(source, Some(&code)) {
                     Some(j) => self.duplicate(j),
