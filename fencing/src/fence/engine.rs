@@ -94,9 +94,10 @@ pin_project! {
         Armed {
             #[pin]
             sleep: Sleep,
-            // The instant watched: the sleep itself is set at most thirty
-            // years ahead (`timer_deadline`), and reset when it gets there.
-            at: Instant,
+            // Whether the sleep is set short of the instant watched: at most
+            // thirty years ahead (`timer_deadline`), to be set again when it
+            // gets there. Otherwise it is set for the instant watched itself.
+            short: bool,
             count: TimerCount,
         },
     }
@@ -110,14 +111,21 @@ struct Core {
 
 /// What the fence has armed and recorded, apart from the `Fencing` it reads,
 /// so that a deadline borrowed from the one can be recorded into the other.
+///
+/// Every byte here is a byte of every task that runs a fence: tokio
+/// allocates a task in 128-byte steps, and a million fenced tasks cost as
+/// much memory as a million `select!`s only while the task's future stays
+/// within the same step (`benches/million.sh`). So what a common fence
+/// does not use is behind `cold`.
 struct Run {
     phase: Phase,
+    /// Whether the fence has recorded the deadline (its slot).
+    deadline: bool,
     slots: Slots,
     /// Created by the first protection guard taken in the body.
     scope: Option<Arc<Scope>>,
-    /// What only a fence that registers, records a reason or meets a fault
-    /// needs, behind one pointer so that the common fence makes a small
-    /// task.
+    /// What only a fence that registers, records a reason, meets a fault or
+    /// is given a grace period needs, behind one pointer.
     cold: Option<Box<Cold>>,
 }
 
@@ -135,14 +143,27 @@ struct Cold {
     /// Faults in user code the fence ran (`fault.rs`): policies that
     /// panicked, condition checks that failed.
     faults: u32,
+    /// The end of the earliest grace period, while `DropAt::At`.
+    grace_end: Option<Instant>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
     Fresh,
-    Running(DropAt),
+    /// When the body is to be dropped, the instant of `DropAt::At` being
+    /// kept in [`Cold::grace_end`].
+    Running(DropKind),
     Completed,
     Interrupted,
+}
+
+/// [`DropAt`] without its instant.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DropKind {
+    NotYet,
+    Now,
+    At,
+    Never,
 }
 
 /// When a pending body is to be dropped: the earliest end of a grace
@@ -177,24 +198,58 @@ impl DropAt {
             _ => None,
         }
     }
+
+    fn kind(self) -> DropKind {
+        match self {
+            Self::NotYet => DropKind::NotYet,
+            Self::Now => DropKind::Now,
+            Self::At(_) => DropKind::At,
+            Self::Never => DropKind::Never,
+        }
+    }
 }
 
-/// One trigger's slot: the fence's registration on its node, and whether
-/// the fence has recorded it.
-#[derive(Default)]
-struct Slot {
-    key: Option<usize>,
-    recorded: bool,
+/// One trigger's slot, in one word: the fence's registration on the
+/// trigger's node (its key in the node's waiters, plus one; zero for none)
+/// and, in the top bit, whether the fence has recorded the trigger.
+#[derive(Clone, Copy, Default)]
+struct Slot(usize);
+
+impl Slot {
+    const RECORDED: usize = 1 << (usize::BITS - 1);
+
+    fn recorded(self) -> bool {
+        self.0 & Self::RECORDED != 0
+    }
+
+    fn record(&mut self) {
+        self.0 |= Self::RECORDED;
+    }
+
+    fn is_registered(self) -> bool {
+        self.0 & !Self::RECORDED != 0
+    }
+
+    /// Runs `f` on the registration, as a trigger takes it.
+    fn with_key<R>(&mut self, f: impl FnOnce(&mut Option<usize>) -> R) -> R {
+        let mut key = (self.0 & !Self::RECORDED).checked_sub(1);
+        let result = f(&mut key);
+        // A key is an index into a node's waiters, far below the top bit.
+        let stored = key.map_or(0, |key| key + 1);
+        debug_assert_eq!(stored & Self::RECORDED, 0);
+        self.0 = (self.0 & Self::RECORDED) | stored;
+        result
+    }
 }
 
-/// Every slot: the deadline's, then one per trigger, the first inline so
-/// that a fence with one token or future allocates nothing, even on the
-/// pending path.
+/// The slot of each trigger, the first inline so that a fence with one
+/// token or future allocates nothing, even on the pending path; the others
+/// are made at once, at the first need. (The deadline's is
+/// [`Run::deadline`].)
 #[derive(Default)]
 struct Slots {
-    deadline: bool,
     first: Slot,
-    rest: Vec<Slot>,
+    rest: Option<Box<[Slot]>>,
 }
 
 /// A slot, by what it stands for.
@@ -223,35 +278,44 @@ impl Run {
 }
 
 impl Slots {
-    fn get(&self, i: usize) -> Option<&Slot> {
+    fn get(&self, i: usize) -> Option<Slot> {
         match i {
-            0 => Some(&self.first),
-            _ => self.rest.get(i - 1),
+            0 => Some(self.first),
+            _ => self.rest.as_deref()?.get(i - 1).copied(),
         }
     }
 
-    /// The slot of trigger `i`, making room for it (and those before it).
-    fn get_mut(&mut self, i: usize) -> &mut Slot {
-        if i == 0 {
-            return &mut self.first;
-        }
-        if self.rest.len() < i {
-            self.rest.resize_with(i, Slot::default);
-        }
-        &mut self.rest[i - 1]
-    }
-
-    fn is_recorded(&self, which: Which) -> bool {
-        match which {
-            Which::Deadline => self.deadline,
-            Which::Trigger(i) => self.get(i).is_some_and(|slot| slot.recorded),
+    /// Makes room for `count` slots.
+    #[inline]
+    fn make_room(&mut self, count: usize) {
+        let len = self.rest.as_deref().map_or(0, <[Slot]>::len);
+        if len + 1 < count {
+            self.grow(count);
         }
     }
 
-    fn mark(&mut self, which: Which) {
-        match which {
-            Which::Deadline => self.deadline = true,
-            Which::Trigger(i) => self.get_mut(i).recorded = true,
+    #[cold]
+    fn grow(&mut self, count: usize) {
+        let old = self.rest.as_deref().unwrap_or_default();
+        let mut rest = vec![Slot::default(); count - 1];
+        rest[..old.len()].copy_from_slice(old);
+        self.rest = Some(rest.into_boxed_slice());
+    }
+
+    /// Every slot there is room for, in order.
+    #[inline]
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        let rest = self.rest.iter_mut().flat_map(|rest| rest.iter_mut());
+        std::iter::once(&mut self.first).chain(rest)
+    }
+
+    /// The slot of trigger `i` of `count`, making room for all of them.
+    fn get_mut(&mut self, i: usize, count: usize) -> &mut Slot {
+        self.make_room(count.max(i + 1));
+        match (i, self.rest.as_deref_mut()) {
+            (0, _) => &mut self.first,
+            (_, Some(rest)) => &mut rest[i - 1],
+            (_, None) => unreachable!("room was made above"),
         }
     }
 }
@@ -289,6 +353,7 @@ impl Engine {
                 fencing,
                 run: Run {
                     phase: Phase::Fresh,
+                    deadline: false,
                     slots: Slots::default(),
                     scope: None,
                     cold: None,
@@ -311,7 +376,7 @@ impl Engine {
         match run.phase {
             Phase::Running(_) => false,
             Phase::Fresh => {
-                run.phase = Phase::Running(DropAt::NotYet);
+                run.phase = Phase::Running(DropKind::NotYet);
                 let deadline = fencing.effective();
                 if !fencing.registrations().is_empty() {
                     let at = deadline.as_ref().map(|time| time.at);
@@ -339,6 +404,7 @@ impl Engine {
 
     /// Runs `f`, a poll of the body, with the fence's `Fencing` as the
     /// context and its protection scope on the stack.
+    #[inline]
     pub(crate) fn enter<R>(self: Pin<&mut Self>, f: impl FnOnce() -> R) -> R {
         let Core { fencing, run } = self.project().core;
         context::enter(fencing, Some(&mut run.scope), f)
@@ -505,9 +571,50 @@ impl Engine {
 impl Run {
     fn drop_at(&self) -> DropAt {
         match self.phase {
-            Phase::Running(drop_at) => drop_at,
-            _ => DropAt::NotYet,
+            Phase::Running(DropKind::NotYet)
+            | Phase::Fresh
+            | Phase::Completed
+            | Phase::Interrupted => DropAt::NotYet,
+            Phase::Running(DropKind::Now) => DropAt::Now,
+            Phase::Running(DropKind::Never) => DropAt::Never,
+            Phase::Running(DropKind::At) => {
+                match self.cold.as_deref().and_then(|cold| cold.grace_end) {
+                    Some(at) => DropAt::At(at),
+                    None => unreachable!("`DropKind::At` keeps its instant in `Cold`"),
+                }
+            }
         }
+    }
+
+    fn set_drop_at(&mut self, drop_at: DropAt) {
+        if let Some(at) = drop_at.grace_end() {
+            self.cold_mut().grace_end = Some(at);
+        }
+        self.phase = Phase::Running(drop_at.kind());
+    }
+
+    /// How many slots the fence has: one per trigger, and the registry
+    /// entry's.
+    fn slot_count(&self, fencing: &Fencing) -> usize {
+        fencing.triggers().len() + usize::from(self.entry().is_some())
+    }
+
+    fn is_recorded(&self, which: Which) -> bool {
+        match which {
+            Which::Deadline => self.deadline,
+            Which::Trigger(i) => self.slots.get(i).is_some_and(Slot::recorded),
+        }
+    }
+
+    fn mark(&mut self, which: Which, count: usize) {
+        match which {
+            Which::Deadline => self.deadline = true,
+            Which::Trigger(i) => self.slots.get_mut(i, count).record(),
+        }
+    }
+
+    fn scope(&self) -> Option<&Scope> {
+        self.scope.as_deref()
     }
 
     /// Adds the faults reported on this thread since `mark`, while the
@@ -524,16 +631,17 @@ impl Run {
     /// too).
     fn register(&mut self, fencing: &Fencing, cx: &mut Context<'_>) {
         let mark = fault::mark();
+        let count = self.slot_count(fencing);
         let Self { slots, cold, .. } = self;
         let entry = cold.as_deref().and_then(|cold| cold.entry.as_ref());
         let triggers = fencing
             .triggers()
             .iter()
             .chain(entry.map(Operation::trigger));
-        for (i, trigger) in triggers.enumerate() {
-            let slot = slots.get_mut(i);
-            if !slot.recorded {
-                let _ = trigger.poll_fired(&mut slot.key, cx.waker());
+        slots.make_room(count);
+        for (trigger, slot) in triggers.zip(slots.iter_mut()) {
+            if !slot.recorded() {
+                let _ = slot.with_key(|key| trigger.poll_fired(key, cx.waker()));
             }
         }
         self.count_faults(mark);
@@ -557,7 +665,7 @@ impl Run {
             return found;
         }
         let entry = self.entry().map(Operation::trigger);
-        if let Some(time) = deadline.filter(|_| deadline_passed && !self.slots.deadline) {
+        if let Some(time) = deadline.filter(|_| deadline_passed && !self.deadline) {
             found.push((Which::Deadline, time.reason()));
         }
         let others = found.len();
@@ -565,7 +673,7 @@ impl Run {
             let seen = found.len();
             for (i, trigger) in fencing.triggers().iter().chain(entry).enumerate() {
                 let which = Which::Trigger(i);
-                if self.slots.get(i).is_some_and(|slot| slot.recorded)
+                if self.slots.get(i).is_some_and(Slot::recorded)
                     || found[others..].iter().any(|(w, _)| *w == which)
                 {
                     continue;
@@ -595,11 +703,11 @@ impl Run {
         deadline: Option<&TimeTrigger>,
         deadline_passed: bool,
     ) -> bool {
-        if deadline.is_some() && deadline_passed && !self.slots.deadline {
+        if deadline.is_some() && deadline_passed && !self.deadline {
             return true;
         }
         let fired = |i: usize, trigger: &Trigger| {
-            trigger.has_fired() && !self.slots.get(i).is_some_and(|slot| slot.recorded)
+            trigger.has_fired() && !self.slots.get(i).is_some_and(Slot::recorded)
         };
         let triggers = fencing.triggers();
         for (i, trigger) in triggers.iter().enumerate() {
@@ -639,19 +747,20 @@ impl Run {
             };
             // A policy that panics accepts the reason (a fault).
             let accepted = fencing.accepts(rules, &reason);
-            self.slots.mark(which);
+            let count = self.slot_count(fencing);
+            self.mark(which, count);
             if !accepted {
                 self.cold_mut().declined.push(reason);
                 continue;
             }
-            if let Phase::Running(drop_at) = &mut self.phase {
+            if let Phase::Running(_) = self.phase {
                 let due = match fencing.grace_for_reason(rules, &reason) {
                     None => DropAt::Now,
                     // A grace period that overflows the clock means "never".
                     Some(grace) => deadline_after(*now.get_or_insert_with(Instant::now), grace)
                         .map_or(DropAt::Never, DropAt::At),
                 };
-                *drop_at = drop_at.earlier(due);
+                self.set_drop_at(self.drop_at().earlier(due));
             }
             let cold = self.cold_mut();
             if let Some(entry) = &cold.entry {
@@ -674,7 +783,7 @@ impl Run {
         deadline: Option<&TimeTrigger>,
         clock: Option<Instant>,
     ) -> Passed {
-        let watched = deadline.filter(|_| !self.slots.is_recorded(Which::Deadline));
+        let watched = deadline.filter(|_| !self.is_recorded(Which::Deadline));
         // What to set the timer for: a relative timeout of up to thirty
         // years ends within thirty years of now, with no need to read the
         // clock to keep the timer that close (`timer_deadline`).
@@ -693,32 +802,43 @@ impl Run {
             // A handle removed the deadline. (Once it fired, the spent timer
             // stays until the fence finishes.)
             (None, TimerProj::Armed { .. }) => {
-                if !self.slots.is_recorded(Which::Deadline) {
+                if !self.is_recorded(Which::Deadline) {
                     timer.set(Timer::Idle);
                 }
             }
-            (Some(at), TimerProj::Idle) => timer.set(Timer::Armed {
-                sleep: tokio::time::sleep_until(set_for(at)),
-                at,
-                count: TimerCount::new(),
-            }),
+            (Some(at), TimerProj::Idle) => {
+                let set = set_for(at);
+                timer.set(Timer::Armed {
+                    sleep: tokio::time::sleep_until(set),
+                    short: set < at,
+                    count: TimerCount::new(),
+                });
+            }
             // A handle moved the deadline, the deadline fired, or a grace
-            // period started or shortened.
+            // period started or shortened: the timer no longer watches `at`
+            // (a short one watches whatever lies beyond it).
             (
                 Some(at),
                 TimerProj::Armed {
-                    sleep, at: watched, ..
+                    mut sleep, short, ..
                 },
-            ) if *watched != at => {
-                sleep.reset(set_for(at));
-                *watched = at;
+            ) if if *short {
+                at <= sleep.deadline()
+            } else {
+                at != sleep.deadline()
+            } =>
+            {
+                let set = set_for(at);
+                sleep.as_mut().reset(set);
+                *short = set < at;
             }
             (Some(_), TimerProj::Armed { .. }) => {}
         }
-        let (Some(target), TimerProj::Armed { sleep, .. }) = (target, timer.project()) else {
+        let (Some(target), TimerProj::Armed { sleep, short, .. }) = (target, timer.project())
+        else {
             return Passed::default();
         };
-        if !poll_until(sleep, target, cx) && !clock.is_some_and(|now| target <= now) {
+        if !poll_until(sleep, short, target, cx) && !clock.is_some_and(|now| target <= now) {
             return Passed::default();
         }
         Passed {
@@ -759,8 +879,7 @@ impl Run {
             }
         }
         !self
-            .scope
-            .as_ref()
+            .scope()
             .is_some_and(|scope| scope.is_protected(cx.waker()))
     }
 
@@ -775,14 +894,15 @@ impl Run {
         fencing: &'a Fencing,
         timer: &Timer,
     ) -> Option<Cow<'a, TimeTrigger>> {
-        let Timer::Armed { sleep, at, .. } = timer else {
+        let Timer::Armed { sleep, short, .. } = timer else {
             return None;
         };
-        if self.slots.is_recorded(Which::Deadline) || !sleep.is_elapsed() || sleep.deadline() < *at
-        {
+        if self.is_recorded(Which::Deadline) || !sleep.is_elapsed() || *short {
             return None;
         }
-        fencing.effective().filter(|time| time.at == *at)
+        fencing
+            .effective()
+            .filter(|time| time.at == sleep.deadline())
     }
 
     /// Leaves `Running` for `phase`, releasing everything (invariant 5).
@@ -806,9 +926,10 @@ impl Run {
             .triggers()
             .iter()
             .chain(entry.map(Operation::trigger));
-        for (i, trigger) in triggers.enumerate() {
-            if slots.get(i).is_some_and(|slot| slot.key.is_some()) {
-                trigger.deregister(&mut slots.get_mut(i).key);
+        // A slot there is no room for was never registered.
+        for (trigger, slot) in triggers.zip(slots.iter_mut()) {
+            if slot.is_registered() {
+                slot.with_key(|key| trigger.deregister(key));
             }
         }
     }
@@ -824,24 +945,31 @@ impl Drop for Core {
     }
 }
 
-/// Polls the fence's timer for `at`; `true` once `at` has passed. The timer
-/// is set at most thirty years ahead (see `timer_deadline`): when it expires
-/// short of `at`, it is set again, so a far deadline fires when the clock
-/// reaches it, never early.
-fn poll_until(mut sleep: Pin<&mut Sleep>, at: Instant, cx: &mut Context<'_>) -> bool {
+/// Polls the fence's timer, which watches `at`; `true` once `at` has
+/// passed. The timer is set at most thirty years ahead (see
+/// `timer_deadline`): when it expires `short` of `at`, it is set again, so a
+/// far deadline fires when the clock reaches it, never early.
+fn poll_until(
+    mut sleep: Pin<&mut Sleep>,
+    short: &mut bool,
+    at: Instant,
+    cx: &mut Context<'_>,
+) -> bool {
     loop {
         if sleep.as_mut().poll(cx).is_pending() {
             return false;
         }
         // Set for `at` itself: tokio fires it at `at` or just after.
-        if sleep.deadline() >= at {
+        if !*short {
             return true;
         }
         let now = Instant::now();
         if at <= now {
             return true;
         }
-        sleep.as_mut().reset(timer_deadline(at, now));
+        let set = timer_deadline(at, now);
+        sleep.as_mut().reset(set);
+        *short = set < at;
     }
 }
 
