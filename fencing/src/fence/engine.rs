@@ -121,6 +121,9 @@ struct Run {
     phase: Phase,
     /// Whether the fence has recorded the deadline (its slot).
     deadline: bool,
+    /// Whether the fence has registered on its triggers: not if the body
+    /// completed in its first poll, so there is nothing to release.
+    registered: bool,
     slots: Slots,
     /// Created by the first protection guard taken in the body.
     scope: Option<Arc<Scope>>,
@@ -354,6 +357,7 @@ impl Engine {
                 run: Run {
                     phase: Phase::Fresh,
                     deadline: false,
+                    registered: false,
                     slots: Slots::default(),
                     scope: None,
                     cold: None,
@@ -632,6 +636,7 @@ impl Run {
     fn register(&mut self, fencing: &Fencing, cx: &mut Context<'_>) {
         let mark = fault::mark();
         let count = self.slot_count(fencing);
+        self.registered = true;
         let Self { slots, cold, .. } = self;
         let entry = cold.as_deref().and_then(|cold| cold.entry.as_ref());
         let triggers = fencing
@@ -920,6 +925,9 @@ impl Run {
 
     /// Releases every waiter registration.
     fn release(&mut self, fencing: &Fencing) {
+        if !std::mem::take(&mut self.registered) {
+            return;
+        }
         let Self { slots, cold, .. } = self;
         let entry = cold.as_deref().and_then(|cold| cold.entry.as_ref());
         let triggers = fencing
