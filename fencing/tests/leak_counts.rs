@@ -75,6 +75,29 @@ async fn nothing_leaks_by_the_live_counts() {
         assert!(!kept.remove());
         assert_eq!(__live_counts().waiters, baseline.waiters);
 
+        // A future trigger that panics when the fence first registers on it
+        // (its second poll, after the waker was registered): the fence,
+        // dropped while the panic unwinds, still releases that waiter.
+        let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = std::sync::Arc::clone(&polls);
+        let fencing = Fencing::new()
+            .future(std::future::poll_fn(move |_| {
+                if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                    panic!("trigger bug");
+                }
+                std::task::Poll::<()>::Pending
+            }))
+            .code("probe");
+        let mut panicking = task::spawn(fencing.clone().run(pending::<()>()));
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = panicking.poll();
+        }));
+        assert!(polled.is_err(), "the trigger's panic passes through");
+        assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        drop(panicking);
+        assert_eq!(__live_counts().waiters, baseline.waiters, "no waiter left");
+        drop(fencing);
+
         // A million short-lived children of one long-lived parent.
         let root = Token::new();
         for _ in 0..1_000_000 {

@@ -235,13 +235,27 @@ impl Slot {
 
     /// Runs `f` on the registration, as a trigger takes it.
     fn with_key<R>(&mut self, f: impl FnOnce(&mut Option<usize>) -> R) -> R {
-        let mut key = (self.0 & !Self::RECORDED).checked_sub(1);
-        let result = f(&mut key);
-        // A key is an index into a node's waiters, far below the top bit.
-        let stored = key.map_or(0, |key| key + 1);
-        debug_assert_eq!(stored & Self::RECORDED, 0);
-        self.0 = (self.0 & Self::RECORDED) | stored;
-        result
+        /// Stores the key back even if `f` panics: a future trigger's poll
+        /// may, after its waker was registered, and the registration must
+        /// still be released with the fence (rule 21).
+        struct Store<'a> {
+            slot: &'a mut Slot,
+            key: Option<usize>,
+        }
+
+        impl Drop for Store<'_> {
+            fn drop(&mut self) {
+                // A key is an index into a node's waiters, far below the top
+                // bit.
+                let stored = self.key.map_or(0, |key| key + 1);
+                debug_assert_eq!(stored & Slot::RECORDED, 0);
+                self.slot.0 = (self.slot.0 & Slot::RECORDED) | stored;
+            }
+        }
+
+        let key = (self.0 & !Self::RECORDED).checked_sub(1);
+        let mut store = Store { slot: self, key };
+        f(&mut store.key)
     }
 }
 
