@@ -432,10 +432,13 @@ impl Triggers {
         Self::position(earlier, id, Some(code))
     }
 
+    /// A declaration made here carries no rules of its own, so it is the
+    /// same as an earlier one only if that carries none either: one that
+    /// came from a side of an `or` keeps that side's policy and grace.
     fn position(triggers: &[Trigger], id: usize, code: Option<&Code>) -> Option<usize> {
-        triggers
-            .iter()
-            .position(|t| t.source.identity() == Some(id) && t.code() == code)
+        triggers.iter().position(|t| {
+            t.source.identity() == Some(id) && t.code() == code && t.label.rules().is_none()
+        })
     }
 
     /// Notes that the last builder step declared trigger `i` again.

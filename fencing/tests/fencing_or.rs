@@ -178,6 +178,41 @@ async fn or_policy_stays_with_its_side() {
     assert_eq!(codes(fenced.declined()), ["shutdown"]);
 }
 
+/// A trigger declared on the result, or inside its body, is the result's
+/// own: the same token under the same code as one of a side's is not folded
+/// into that side's declaration, whose policy would decline it.
+#[tokio::test(start_paused = true)]
+async fn or_a_declaration_on_the_result_keeps_no_sides_policy() {
+    let shutdown = Token::new();
+    let middleware = Fencing::new()
+        .token(&shutdown)
+        .code("shutdown")
+        .policy(|reason| !reason.has_code("shutdown"));
+    let library = Fencing::new()
+        .timeout(Duration::from_secs(60))
+        .code("lib");
+    let joined = middleware.or(&library);
+    let mine = joined.clone().token(&shutdown).code("shutdown");
+    shutdown.cancel_with("SIGTERM");
+
+    let err = mine.run(pending::<()>()).await.unwrap_err();
+    assert_eq!(codes(err.reasons()), ["shutdown"]);
+    assert_eq!(err.reason().message(), "SIGTERM");
+
+    // The same from inside the body: the inner fence's own declaration.
+    let inner = joined
+        .run(async {
+            current()
+                .token(&shutdown)
+                .code("shutdown")
+                .run(pending::<()>())
+                .await
+        })
+        .await;
+    let err = inner.expect("the outer fence declined its shutdown").unwrap_err();
+    assert_eq!(codes(err.reasons()), ["shutdown"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn or_policy_of_the_other_side_governs_only_its_own_triggers() {
     let a = Token::new();
