@@ -120,21 +120,47 @@ pub(crate) struct Extra {
 #[derive(Clone, Default)]
 pub(crate) struct Rules {
     pub(crate) policy: Option<Policy>,
-    pub(crate) grace: Option<Duration>,
+    /// The grace periods of each side the trigger came through (an `or` of
+    /// an `or` has two), the shortest for a reason's code applying. Kept by
+    /// code, not resolved for the trigger's: the reason a handle's slot
+    /// fires with may carry the code of the deadline it took over.
+    graces: Vec<Graces>,
+}
+
+/// One side's grace periods, fence-wide and by code.
+#[derive(Clone, Debug, PartialEq)]
+struct Graces {
+    grace: Option<Duration>,
+    by_code: Vec<(Code, Duration)>,
+}
+
+impl Graces {
+    fn of(side: &Extra) -> Option<Self> {
+        (side.grace.is_some() || !side.grace_by_code.is_empty()).then(|| Self {
+            grace: side.grace,
+            by_code: side.grace_by_code.clone(),
+        })
+    }
+
+    fn grace_of(&self, code: Option<&Code>) -> Option<Duration> {
+        code.and_then(|code| {
+            self.by_code
+                .iter()
+                .find(|(c, _)| c == code)
+                .map(|(_, grace)| *grace)
+        })
+        .or(self.grace)
+    }
 }
 
 impl Rules {
-    /// The rules of a trigger with `code` and rules `own`, taken from a side
-    /// whose fence-wide rules are `side`: its own rules, then the side's.
-    /// `None` when there are none (the common case: nothing is allocated).
-    pub(crate) fn scoped(
-        own: Option<&Arc<Self>>,
-        side: Option<&Extra>,
-        code: Option<&Code>,
-    ) -> Option<Arc<Self>> {
+    /// The rules of a trigger with rules `own`, taken from a side whose
+    /// fence-wide rules are `side`: its own rules, then the side's. `None`
+    /// when there are none (the common case: nothing is allocated).
+    pub(crate) fn scoped(own: Option<&Arc<Self>>, side: Option<&Extra>) -> Option<Arc<Self>> {
         let side_policy = side.and_then(|side| side.policy.as_ref());
-        let side_grace = side.and_then(|side| side.grace_of(code));
-        if side_policy.is_none() && side_grace.is_none() {
+        let side_graces = side.and_then(Graces::of);
+        if side_policy.is_none() && side_graces.is_none() {
             return own.cloned();
         }
         let own = own.map(|own| &**own);
@@ -144,8 +170,16 @@ impl Rules {
             }
             (one, other) => one.or(other).cloned(),
         };
-        let grace = shorter(own.and_then(|own| own.grace), side_grace);
-        Some(Arc::new(Self { policy, grace }))
+        let mut graces = own.map_or_else(Vec::new, |own| own.graces.clone());
+        graces.extend(side_graces);
+        Some(Arc::new(Self { policy, graces }))
+    }
+
+    /// The grace period the sides give a reason with `code`: the shortest.
+    pub(crate) fn grace_of(&self, code: Option<&Code>) -> Option<Duration> {
+        self.graces
+            .iter()
+            .fold(None, |shortest, graces| shorter(shortest, graces.grace_of(code)))
     }
 
     /// Whether two triggers governed by `a` and `b` are governed alike.
@@ -159,7 +193,7 @@ impl Rules {
                 let (pa, pb) = (policies(a), policies(b));
                 pa.len() == pb.len()
                     && pa.iter().zip(pb).all(|(x, y)| Arc::ptr_eq(x, y))
-                    && a.grace == b.grace
+                    && a.graces == b.graces
             }
             _ => false,
         }
@@ -170,7 +204,7 @@ impl fmt::Debug for Rules {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rules")
             .field("policy", &self.policy.is_some())
-            .field("grace", &self.grace)
+            .field("graces", &self.graces)
             .finish()
     }
 }
@@ -373,7 +407,7 @@ impl Fencing {
         let extra = self.extra()?;
         let own = rules
             .filter(|_| extra.scoped_grace)
-            .and_then(|rules| rules.grace);
+            .and_then(|rules| rules.grace_of(reason.code()));
         shorter(own, self.grace_of(reason.code())).filter(|grace| !grace.is_zero())
     }
 }

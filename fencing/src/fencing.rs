@@ -1281,7 +1281,7 @@ impl Fencing {
             let side = side.as_deref();
             let scope = |label: &Label| {
                 let code = label.code();
-                Label::new(code.cloned(), Rules::scoped(label.rules(), side, code))
+                Label::new(code.cloned(), Rules::scoped(label.rules(), side))
             };
             for trigger in fencing.triggers() {
                 let trigger = Trigger {

@@ -340,6 +340,34 @@ async fn or_grace_for_a_code_stays_with_its_side() {
     assert_eq!(codes(err.reasons()), ["shutdown", "shutdown"]);
 }
 
+/// A side's grace period for a code follows the reason's code, also when a
+/// handle's slot fires with the code of the deadline it took over.
+#[tokio::test(start_paused = true)]
+async fn or_grace_for_a_code_reaches_a_deadline_a_handle_took_over() {
+    let handle = FenceHandle::new();
+    let side = Fencing::new()
+        .timeout(Duration::from_secs(1))
+        .code("budget")
+        .handle(&handle)
+        .code("admin")
+        .grace_for("budget", Duration::from_secs(10));
+    let both = side.or(&Fencing::new());
+
+    let probe = Probe::default();
+    let mut fenced = hand(both.run(probe.body()));
+    assert_pending!(fenced.poll());
+    advance(Duration::from_secs(1)).await;
+    assert_pending!(fenced.poll());
+    assert!(
+        probe.told() && !probe.dropped(),
+        "the budget's 10 s grace, not the handle's code's"
+    );
+    advance(Duration::from_secs(10)).await;
+    let err = assert_ready!(fenced.poll()).unwrap_err();
+    assert!(probe.dropped());
+    assert_eq!(codes(err.reasons()), ["budget"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn or_grace_declared_after_the_or_the_shorter_wins() {
     let tokens = || (Token::new(), Token::new());
