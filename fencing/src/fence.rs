@@ -237,8 +237,11 @@ impl<F> Fenced<F> {
     ///
     /// A condition is shared by every fence run from its `Fencing` and its
     /// clones, and checked by one of them at a time: a failed check counts
-    /// in the fence whose poll ran it (and in the fence around it, for a
-    /// condition inside [`all_of`](Fencing::all_of)).
+    /// in the fence whose poll ran it, and in every fence whose body that
+    /// poll was part of. So a check run while the body waits on the context
+    /// (`current().cancelled()`, in a grace period) or in a fence inside the
+    /// body counts here too, as does a condition inside
+    /// [`all_of`](Fencing::all_of).
     ///
     /// # Examples
     ///

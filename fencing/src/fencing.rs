@@ -945,7 +945,8 @@ impl Fencing {
     /// A check that returns `Err` (see [`Verdict`]) or panics does not fire
     /// the condition: it keeps polling, so a flaky probe does not stop the
     /// work (as hother's cancelable does). Each failed check is a fault:
-    /// counted in [`Fenced::faults`] of the fence whose poll ran it, and,
+    /// counted in [`Fenced::faults`] of the fence whose poll ran it and of
+    /// every fence around that poll, and,
     /// with the feature `tracing`, a `WARN` event (message `"condition check
     /// failed"` or `"condition check panicked"`, fields `code` and `error`).
     /// A condition that must stop the work once it can no longer be

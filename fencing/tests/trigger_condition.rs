@@ -139,6 +139,24 @@ async fn condition_trigger_async_predicate_and_its_panic() {
 /// A check that fails, by `Err` or by a panic, does not fire the condition:
 /// it is a fault of the fence that ran it, and the condition keeps polling
 /// until it is met. Declared fail-fast, the first failure fires it.
+/// The check of a shared condition may run in the body's own wait on the
+/// context (the two-phase idiom: `current().cancelled()` during a grace
+/// period); its failures still count in the fence around the body.
+#[tokio::test(start_paused = true)]
+async fn condition_faults_count_when_the_body_waits_on_the_context() {
+    let fencing = Fencing::new()
+        .condition(Duration::from_secs(1), || Err::<bool, _>("probe down"))
+        .code("probe")
+        .timeout(Duration::from_millis(4_500))
+        .code("budget");
+    let mut fenced = std::pin::pin!(fencing.run(async {
+        fencing::current().cancelled().await
+    }));
+    let seen = (&mut fenced).await.expect("the body completes first");
+    assert!(seen.cancelled_by("budget"), "the body saw the budget");
+    assert_eq!(fenced.faults(), 4, "the checks at 1, 2, 3 and 4 s");
+}
+
 #[tokio::test(start_paused = true)]
 async fn condition_error_keeps_polling() {
     let checks = Arc::new(AtomicU32::new(0));

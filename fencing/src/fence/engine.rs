@@ -53,7 +53,8 @@
 //!    trigger's poll, a waker): slots are polled one at a time, each
 //!    through the token engine, which wakes and drops wakers unlocked.
 //! 7. `faults` counts what `fault.rs` reported on this thread while the
-//!    fence ran user code: its policy, and the polls of its triggers.
+//!    fence ran user code: its policy, the polls of its triggers, and the
+//!    polls of its body (where the fences and waits inside it run theirs).
 //!
 //! [`Fenced`]: super::Fenced
 //! [`FencedStream`]: super::FencedStream
@@ -422,10 +423,16 @@ impl Engine {
 
     /// Runs `f`, a poll of the body, with the fence's `Fencing` as the
     /// context and its protection scope on the stack.
+    /// What the body's poll reported as faults counts in this fence too: a
+    /// shared condition is often checked by the body's own wait on the
+    /// context (`current().cancelled()`, a fence derived inside it).
     #[inline]
     pub(crate) fn enter<R>(self: Pin<&mut Self>, f: impl FnOnce() -> R) -> R {
         let Core { fencing, run } = self.project().core;
-        context::enter(fencing, Some(&mut run.scope), f)
+        let mark = fault::mark();
+        let result = context::enter(fencing, Some(&mut run.scope), f);
+        run.count_faults(mark);
+        result
     }
 
     /// The body returned pending: arms every slot not recorded yet and the
