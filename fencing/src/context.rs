@@ -174,7 +174,8 @@ fn entered() -> Fencing {
 /// `message` (target `fencing::progress`).
 ///
 /// Like [`current`], it works from any depth, without a parameter: in the
-/// body of a fence, in a nested fence, and in tasks spawned with the
+/// body of a fence, in a fence derived inside it (`current()…run`), and in
+/// tasks spawned with the
 /// crate's `spawn` or futures bound with
 /// [`current().bind(fut)`](Fencing::bind). It goes to the nearest
 /// registered operation: the innermost registered fence around the call,
@@ -182,12 +183,15 @@ fn entered() -> Fencing {
 /// registry, the innermost fence around the call that is listed there. So
 /// an operation nested in another of the same registry takes its progress
 /// from it (both are listed), while a registry that lists only the outer
-/// one still hears it. [`detach`]ed work reports to none.
+/// one still hears it. [`detach`]ed work reports to none, and neither does
+/// a fence built from `Fencing::new()` inside the body: a root starts a
+/// context of its own, and progress in it reaches no outer operation.
 ///
 /// It never blocks and never fails. When nothing listens (no registered
 /// fence around the call, and no `tracing` subscriber interested in the
-/// event, or the feature off), it returns after one thread-local read,
-/// without converting `message`, so it allocates nothing: a
+/// event, or the feature off), it returns without converting `message`
+/// (outside any fence or binding, after one thread-local read; inside one,
+/// after a look at its context), so it allocates nothing: a
 /// `&'static str` costs nothing at all, and only a `String` the caller
 /// formatted has been allocated, by the caller.
 ///

@@ -1220,7 +1220,9 @@ impl Fencing {
     ///   once; under two codes it is armed under both (rule 4).
     /// - **Time.** The two deadlines merge as any two time triggers do
     ///   (rule 3): the effective deadline is the earlier, and its code is
-    ///   the one that fires; at the same instant, `self`'s is kept. The
+    ///   the one that fires; at the same instant, `self`'s is kept (unless
+    ///   `other`'s is one a handle took over, which ranks ahead of a declared
+    ///   one, as in a single `Fencing`). The
     ///   deadlines of [handles](FenceHandle) on either side stay in effect,
     ///   and each handle still moves the deadline it moved before.
     /// - **Policies and grace periods stay with their side.** A
@@ -1237,6 +1239,8 @@ impl Fencing {
     /// - **Registrations.** A fence run from the result is listed in the
     ///   registries of both sides, under each side's name (once, if both
     ///   name the same registry and name), and any of them can cancel it.
+    ///   Such a cancel is governed by the rules declared on the result only:
+    ///   the listings share one trigger, which is no side's.
     /// - **Context.** Both sides keep what they derived from their context,
     ///   so the result is a derived `Fencing`: a [`FenceHandle`] declared on
     ///   it takes no deadline over, it only adds one; and a
@@ -1289,7 +1293,7 @@ impl Fencing {
                     label: scope(&trigger.label),
                     ..trigger.clone()
                 };
-                if !joined.triggers().iter().any(|t| t.same_as(&trigger)) {
+                if !joined.triggers.contains_same(&trigger) {
                     joined.triggers.push(trigger);
                 }
             }

@@ -432,6 +432,18 @@ impl Triggers {
         Self::position(earlier, id, Some(code))
     }
 
+    /// Whether `trigger` is declared already, the very same (see
+    /// [`Trigger::same_as`]): O(1) for a token or handle an indexed list
+    /// does not hold yet, a scan otherwise.
+    pub(crate) fn contains_same(&self, trigger: &Trigger) -> bool {
+        if let (Self::Many(many), Some(id)) = (self, trigger.source.identity()) {
+            if many.count(id) == Some(0) {
+                return false;
+            }
+        }
+        self.as_slice().iter().any(|t| t.same_as(trigger))
+    }
+
     /// A declaration made here carries no rules of its own, so it is the
     /// same as an earlier one only if that carries none either: one that
     /// came from a side of an `or` keeps that side's policy and grace.
