@@ -177,9 +177,9 @@ impl Rules {
 
     /// The grace period the sides give a reason with `code`: the shortest.
     pub(crate) fn grace_of(&self, code: Option<&Code>) -> Option<Duration> {
-        self.graces
-            .iter()
-            .fold(None, |shortest, graces| shorter(shortest, graces.grace_of(code)))
+        self.graces.iter().fold(None, |shortest, graces| {
+            shorter(shortest, graces.grace_of(code))
+        })
     }
 
     /// Whether two triggers governed by `a` and `b` are governed alike.

@@ -188,9 +188,7 @@ async fn or_a_declaration_on_the_result_keeps_no_sides_policy() {
         .token(&shutdown)
         .code("shutdown")
         .policy(|reason| !reason.has_code("shutdown"));
-    let library = Fencing::new()
-        .timeout(Duration::from_secs(60))
-        .code("lib");
+    let library = Fencing::new().timeout(Duration::from_secs(60)).code("lib");
     let joined = middleware.or(&library);
     let mine = joined.clone().token(&shutdown).code("shutdown");
     shutdown.cancel_with("SIGTERM");
@@ -209,7 +207,9 @@ async fn or_a_declaration_on_the_result_keeps_no_sides_policy() {
                 .await
         })
         .await;
-    let err = inner.expect("the outer fence declined its shutdown").unwrap_err();
+    let err = inner
+        .expect("the outer fence declined its shutdown")
+        .unwrap_err();
     assert_eq!(codes(err.reasons()), ["shutdown"]);
 }
 

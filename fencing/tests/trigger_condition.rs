@@ -149,9 +149,7 @@ async fn condition_faults_count_when_the_body_waits_on_the_context() {
         .code("probe")
         .timeout(Duration::from_millis(4_500))
         .code("budget");
-    let mut fenced = std::pin::pin!(fencing.run(async {
-        fencing::current().cancelled().await
-    }));
+    let mut fenced = std::pin::pin!(fencing.run(async { fencing::current().cancelled().await }));
     let seen = (&mut fenced).await.expect("the body completes first");
     assert!(seen.cancelled_by("budget"), "the body saw the budget");
     assert_eq!(fenced.faults(), 4, "the checks at 1, 2, 3 and 4 s");
