@@ -836,10 +836,14 @@ where
             counted: !config.drain.as_ref().is_some_and(Drain::is_draining),
         });
         // Spent on arrival (a `0` budget, a drain under way): the inner
-        // service is not called at all.
-        if let Err(cancelled) = fencing.check() {
-            let head = shared.stopped_here(&cancelled);
-            return ResponseFuture::answered(head, Some(cancelled));
+        // service is not called at all. `is_cancelled` first, as it gathers
+        // no reasons: a trigger that fired stays fired, so `check` then
+        // finds it too.
+        if fencing.is_cancelled() {
+            if let Err(cancelled) = fencing.check() {
+                let head = shared.stopped_here(&cancelled);
+                return ResponseFuture::answered(head, Some(cancelled));
+            }
         }
         let tracked = config.drain.as_ref().map(Drain::track);
         let mut request = request.map(|body| K::wrap(RequestBody::new(body, shared.clone())));
