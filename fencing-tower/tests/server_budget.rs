@@ -17,6 +17,7 @@ use fencing_tower::status::Stage;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use std::convert::Infallible;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
@@ -360,4 +361,14 @@ async fn context_is_current_in_call_and_in_the_extensions() {
     service.oneshot(request(&[])).await.unwrap();
     let four = Some(Duration::from_secs(4));
     assert_eq!(next(&mut rx).await, (four, four));
+}
+
+#[test]
+fn request_context_traits() {
+    fn assert_traits<T>()
+    where
+        T: Clone + Send + Sync + Unpin + UnwindSafe + RefUnwindSafe + std::fmt::Debug + 'static,
+    {
+    }
+    assert_traits::<RequestContext>();
 }

@@ -140,6 +140,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -329,11 +330,29 @@ pub enum OnMalformed {
 /// assert_eq!(body, "Some(250ms)");
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RequestContext {
-    fencing: Fencing,
-    inbound: Option<Duration>,
-    received: Instant,
+    // The request's own state: the extension costs one pointer, not a
+    // copy of the `Fencing`.
+    shared: Arc<Shared>,
+}
+
+// The extension only reads the request's `Fencing` and budget; behind it
+// are atomics, a token, and the layer's hooks and protocol, which it never
+// calls. As with the client's `Codec`, the missing `UnwindSafe` bound on
+// those trait objects should not make the extension `!UnwindSafe`: it was
+// not while it held a copy of the `Fencing`.
+impl UnwindSafe for RequestContext {}
+impl RefUnwindSafe for RequestContext {}
+
+impl fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("fencing", &self.shared.fencing)
+            .field("inbound", &self.shared.inbound)
+            .field("received", &self.shared.received)
+            .finish()
+    }
 }
 
 impl RequestContext {
@@ -344,7 +363,7 @@ impl RequestContext {
     /// See [`RequestContext`].
     #[must_use]
     pub fn fencing(&self) -> &Fencing {
-        &self.fencing
+        &self.shared.fencing
     }
 
     /// The budget the request's headers carried, if any (before the server's
@@ -355,7 +374,7 @@ impl RequestContext {
     /// See [`RequestContext`].
     #[must_use]
     pub fn inbound_budget(&self) -> Option<Duration> {
-        self.inbound
+        self.shared.inbound
     }
 
     /// When the layer received the request, on tokio's clock: the instant
@@ -366,7 +385,7 @@ impl RequestContext {
     /// See [`RequestContext`].
     #[must_use]
     pub fn received(&self) -> Instant {
-        self.received
+        self.shared.received
     }
 }
 
@@ -649,6 +668,10 @@ pub(crate) struct Shared {
     config: Arc<Config>,
     fencing: Fencing,
     disconnect: Token,
+    /// The budget the request's headers carried (see [`RequestContext`]).
+    inbound: Option<Duration>,
+    /// When the layer received the request.
+    received: Instant,
     /// The handler polled the request body and has not reached its end.
     /// Stays set when the body is dropped half-read, so the stage is still
     /// known after the fence dropped the handler.
@@ -832,6 +855,8 @@ where
             config: config.clone(),
             fencing: fencing.clone(),
             disconnect,
+            inbound,
+            received,
             reading: AtomicBool::new(false),
             counted: !config.drain.as_ref().is_some_and(Drain::is_draining),
         });
@@ -848,9 +873,7 @@ where
         let tracked = config.drain.as_ref().map(Drain::track);
         let mut request = request.map(|body| K::wrap(RequestBody::new(body, shared.clone())));
         request.extensions_mut().insert(RequestContext {
-            fencing: fencing.clone(),
-            inbound,
-            received,
+            shared: shared.clone(),
         });
         let future = fencing.in_scope(|| self.inner.call(request));
         let fenced = fencing.run(future);
