@@ -384,14 +384,14 @@ where
             return Poll::Ready(None);
         }
         let shared = &*watch.shared;
-        let end = end_of(shared);
         // Checked before each later frame, so a body that is always ready
-        // stops too; the clock is read only when there is an end to reach.
-        // The first frame is the handler's own work, done in its time (a
-        // handler may finish a protected commit past its deadline): it is
-        // delivered first, whatever the clock says.
-        let passed = |end: Option<Instant>| end.is_some_and(|end| end <= Instant::now());
-        if !std::mem::replace(started, true) || !passed(end) {
+        // stops too; the end is looked for, and the clock read, only then,
+        // and only when there is an end to reach. The first frame is the
+        // handler's own work, done in its time (a handler may finish a
+        // protected commit past its deadline): it is delivered first,
+        // whatever the clock says.
+        let passed = || end_of(shared).is_some_and(|end| end <= Instant::now());
+        if !std::mem::replace(started, true) || !passed() {
             // Completion wins: a frame that is ready is delivered.
             let frame = shared.fencing().in_scope(|| body.as_mut().poll_frame(cx));
             match frame {
