@@ -4,6 +4,7 @@ use super::Shared;
 use crate::drain::{Drain, Draining};
 use crate::status::Stage;
 use crate::BoxError;
+use http::Request;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -34,8 +35,13 @@ pub trait RequestBodyKind<B>: sealed::Sealed {
     /// The body type the inner service receives.
     type Body;
 
+    /// The request as the inner service receives it; `watch` wraps its
+    /// body, for the kinds that watch it (so that [`Plain`] neither moves
+    /// the request nor touches the request's state).
     #[doc(hidden)]
-    fn wrap(body: RequestBody<B>) -> Self::Body;
+    fn wrap<W>(request: Request<B>, watch: W) -> Request<Self::Body>
+    where
+        W: FnOnce(B) -> RequestBody<B>;
 }
 
 mod sealed {
@@ -67,16 +73,19 @@ impl sealed::Sealed for Watched {}
 impl<B> RequestBodyKind<B> for Plain {
     type Body = B;
 
-    fn wrap(body: RequestBody<B>) -> B {
-        body.inner
+    fn wrap<W>(request: Request<B>, _: W) -> Request<B> {
+        request
     }
 }
 
 impl<B> RequestBodyKind<B> for Watched {
     type Body = RequestBody<B>;
 
-    fn wrap(body: RequestBody<B>) -> RequestBody<B> {
-        body
+    fn wrap<W>(request: Request<B>, watch: W) -> Request<RequestBody<B>>
+    where
+        W: FnOnce(B) -> RequestBody<B>,
+    {
+        request.map(watch)
     }
 }
 
@@ -104,8 +113,11 @@ where
 {
     type Body = axum_core::body::Body;
 
-    fn wrap(body: RequestBody<B>) -> axum_core::body::Body {
-        axum_core::body::Body::new(body)
+    fn wrap<W>(request: Request<B>, watch: W) -> Request<axum_core::body::Body>
+    where
+        W: FnOnce(B) -> RequestBody<B>,
+    {
+        request.map(|body| axum_core::body::Body::new(watch(body)))
     }
 }
 

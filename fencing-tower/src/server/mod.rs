@@ -871,7 +871,7 @@ where
             }
         }
         let tracked = config.drain.as_ref().map(Drain::track);
-        let mut request = request.map(|body| K::wrap(RequestBody::new(body, shared.clone())));
+        let mut request = K::wrap(request, |body| RequestBody::new(body, shared.clone()));
         request.extensions_mut().insert(RequestContext {
             shared: shared.clone(),
         });
