@@ -2,7 +2,7 @@
 
 use super::body::ResponseBody;
 use super::{answer, Shared};
-use fencing::{Cancelled, Fenced};
+use fencing::{Cancelled, Fenced, Fencing};
 use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -140,43 +140,58 @@ impl<F> ResponseFuture<F>
 where
     F: Future,
 {
-    fn new(kind: Kind<F>, shared: Option<Arc<Shared>>, tracked: Option<TaskTrackerToken>) -> Self {
-        Self {
-            kind,
-            watch: shared.map(|shared| Watch {
-                shared,
-                _tracked: tracked,
-                armed: true,
-            }),
-        }
+    fn watch(shared: Arc<Shared>, tracked: Option<TaskTrackerToken>) -> Option<Watch> {
+        Some(Watch {
+            shared,
+            _tracked: tracked,
+            armed: true,
+        })
     }
 
+    // Both make the fence where it is stored: it is large (the handler's
+    // future and the fence's state), and each move is a copy; for
+    // `attached`, one into the box rather than two.
     pub(crate) fn inline(
-        fenced: Fenced<F>,
+        fencing: Fencing,
+        future: F,
         shared: Arc<Shared>,
         tracked: Option<TaskTrackerToken>,
     ) -> Self {
-        Self::new(Kind::Inline { fenced }, Some(shared), tracked)
+        Self {
+            kind: Kind::Inline {
+                fenced: fencing.run(future),
+            },
+            watch: Self::watch(shared, tracked),
+        }
     }
 
+    #[inline]
     pub(crate) fn attached(
-        fenced: Fenced<F>,
+        fencing: Fencing,
+        future: F,
         detach: Detach<F>,
         shared: Arc<Shared>,
         tracked: Option<TaskTrackerToken>,
     ) -> Self {
-        let fenced = Some(Box::pin(fenced));
-        Self::new(Kind::Attached { fenced, detach }, Some(shared), tracked)
+        Self {
+            kind: Kind::Attached {
+                fenced: Some(Box::pin(fencing.run(future))),
+                detach,
+            },
+            watch: Self::watch(shared, tracked),
+        }
     }
 
     /// Answered at once with `head`, holding `cancelled` if a trigger had
     /// fired on arrival.
     pub(crate) fn answered(head: Response<()>, cancelled: Option<Cancelled>) -> Self {
-        let kind = Kind::Answered {
-            head: Some(head),
-            cancelled,
-        };
-        Self::new(kind, None, None)
+        Self {
+            kind: Kind::Answered {
+                head: Some(head),
+                cancelled,
+            },
+            watch: None,
+        }
     }
 }
 

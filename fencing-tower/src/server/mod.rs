@@ -876,11 +876,12 @@ where
             shared: shared.clone(),
         });
         let future = fencing.in_scope(|| self.inner.call(request));
-        let fenced = fencing.run(future);
         match config.disposition {
-            Disposition::CancelOnDisconnect => ResponseFuture::inline(fenced, shared, tracked),
+            Disposition::CancelOnDisconnect => {
+                ResponseFuture::inline(fencing, future, shared, tracked)
+            }
             Disposition::Detach { .. } => {
-                ResponseFuture::attached(fenced, detach::<S::Future>, shared, tracked)
+                ResponseFuture::attached(fencing, future, detach::<S::Future>, shared, tracked)
             }
         }
     }
