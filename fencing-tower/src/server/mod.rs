@@ -649,9 +649,9 @@ impl Config {
         self.prepared = fencing;
     }
 
-    /// The request's `Fencing`: the prepared triggers, then the budgets,
-    /// anchored now, and the request's own disconnect token.
-    fn fencing_for(&self, inbound: Option<Duration>, disconnect: &Token) -> Fencing {
+    /// The request's `Fencing` but its disconnect token: the prepared
+    /// triggers, then the budgets, anchored now.
+    fn declared_for(&self, inbound: Option<Duration>) -> Fencing {
         let mut fencing = self.prepared.clone();
         if let Some(budget) = self.budget {
             fencing = fencing.timeout(budget).code(codes::BUDGET);
@@ -659,7 +659,7 @@ impl Config {
         if let Some(inbound) = inbound {
             fencing = fencing.timeout(inbound).code(codes::DEADLINE);
         }
-        fencing.token(disconnect).code(codes::CLIENT_DISCONNECTED)
+        fencing
     }
 }
 
@@ -849,8 +849,16 @@ where
                 }
             }
         };
+        let counted = !config.drain.as_ref().is_some_and(Drain::is_draining);
+        let declared = config.declared_for(inbound);
+        // Spent on arrival (a `0` budget, a drain under way): the inner
+        // service is not called at all. Asked before the request's own
+        // disconnect token is added, since it cannot have fired yet, and
+        // with `is_cancelled`, which gathers no reasons: a trigger that
+        // fired stays fired, so `check` then finds it too.
+        let spent = declared.is_cancelled();
         let disconnect = Token::new();
-        let fencing = config.fencing_for(inbound, &disconnect);
+        let fencing = declared.token(&disconnect).code(codes::CLIENT_DISCONNECTED);
         let shared = Arc::new(Shared {
             config: config.clone(),
             fencing: fencing.clone(),
@@ -858,13 +866,9 @@ where
             inbound,
             received,
             reading: AtomicBool::new(false),
-            counted: !config.drain.as_ref().is_some_and(Drain::is_draining),
+            counted,
         });
-        // Spent on arrival (a `0` budget, a drain under way): the inner
-        // service is not called at all. `is_cancelled` first, as it gathers
-        // no reasons: a trigger that fired stays fired, so `check` then
-        // finds it too.
-        if fencing.is_cancelled() {
+        if spent {
             if let Err(cancelled) = fencing.check() {
                 let head = shared.stopped_here(&cancelled);
                 return ResponseFuture::answered(head, Some(cancelled));
