@@ -71,6 +71,7 @@ pub trait BudgetCodec: fmt::Debug + Send + Sync + 'static {
 /// Reads the tightest budget that `codecs` find in `headers`: `Ok(None)` if
 /// no codec that applies finds its header. Every value of every header
 /// counts; one malformed value makes the whole an error.
+#[inline]
 pub(crate) fn decode_budget<'a, I>(
     codecs: I,
     headers: &HeaderMap,
