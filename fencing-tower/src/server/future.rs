@@ -225,19 +225,18 @@ where
             .watch
             .take()
             .expect("`ResponseFuture` polled after completion");
-        let shared = watch.shared.clone();
         Poll::Ready(match outcome {
             Ok(Ok(response)) => {
-                shared.finished();
+                watch.shared.finished();
                 Ok(response.map(|body| watch.into_body(body)))
             }
             Ok(Err(err)) => {
-                shared.finished();
+                watch.shared.finished();
                 disarm(&mut Some(watch));
                 Err(err)
             }
             Err(cancelled) => {
-                let head = shared.stopped_here(&cancelled);
+                let head = watch.shared.stopped_here(&cancelled);
                 disarm(&mut Some(watch));
                 Ok(answer(head, Some(cancelled)))
             }
