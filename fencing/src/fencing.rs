@@ -3,7 +3,7 @@
 //! (`fence/`) or to the context. The data it builds is in `declaration.rs`.
 
 use crate::context::{self, BoundFuture};
-use crate::declaration::{Extra, Fencing, Last, Policy, Rules};
+use crate::declaration::{Extra, Fencing, Last};
 use crate::error::Cancelled;
 #[cfg(feature = "stream")]
 use crate::fence::FencedStream;
@@ -15,7 +15,7 @@ use crate::token::Token;
 #[cfg(feature = "signal")]
 use crate::trigger::OsSignal;
 use crate::trigger::{
-    self, BoxFuture, Label, OnError, Source, TimeTrigger, Trigger, Triggers, Verdict,
+    self, BoxFuture, Label, OnError, Policy, Rules, Source, TimeTrigger, Trigger, Triggers, Verdict,
 };
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -1286,7 +1286,12 @@ impl Fencing {
             let side = side.as_deref();
             let scope = |label: &Label| {
                 let code = label.code();
-                Label::new(code.cloned(), Rules::scoped(label.rules(), side))
+                let rules = Rules::scoped(
+                    label.rules(),
+                    side.and_then(|side| side.policy.as_ref()),
+                    side.and_then(Extra::graces),
+                );
+                Label::new(code.cloned(), rules)
             };
             for trigger in fencing.triggers() {
                 let trigger = Trigger {

@@ -13,6 +13,7 @@
 mod all_of;
 mod condition;
 mod future;
+mod rules;
 #[cfg(feature = "signal")]
 mod signal;
 #[cfg(all(test, loom))]
@@ -27,6 +28,7 @@ pub use signal::{OsSignal, Shutdown};
 pub(crate) use all_of::all_of;
 pub(crate) use condition::{condition, condition_async, OnError};
 pub(crate) use future::{future, future_with, BoxFuture, FutureSource};
+pub(crate) use rules::{shorter, Graces, Policy, Rules};
 #[cfg(feature = "signal")]
 pub(crate) use signal::signal;
 pub(crate) use time::TimeTrigger;
@@ -34,7 +36,6 @@ pub(crate) use time::TimeTrigger;
 pub(crate) use token::cancellation_token;
 pub(crate) use token::token;
 
-use crate::declaration::Rules;
 use crate::fault;
 use crate::handle::{self, FenceHandle};
 use crate::reason::{Code, Reason};
