@@ -88,6 +88,47 @@ async fn fenced_stream_items_flow_until_a_token_fires() {
     assert_eq!(stop.__waiter_count(), 0, "nothing stays registered");
 }
 
+/// A fenced stream reports what its policy declined and the faults of the
+/// user code it ran, as a fence does.
+#[tokio::test(start_paused = true)]
+async fn fenced_stream_reports_declined_reasons_and_faults() {
+    let drain = Token::new();
+    let stop = Token::new();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let fed = Fed {
+        rx,
+        dropped: Arc::new(AtomicBool::new(false)),
+    };
+    let mut items = pin!(Fencing::new()
+        .token(&drain)
+        .code("drain")
+        .token(&stop)
+        .code("stop")
+        .unless("drain", || true)
+        .policy(|reason| {
+            assert!(!reason.has_code("stop"), "a buggy policy");
+            true
+        })
+        .stream(fed));
+
+    tx.send(1).unwrap();
+    assert_eq!(next(&mut items).await, Some(1));
+    drain.cancel();
+    tx.send(2).unwrap();
+    assert_eq!(next(&mut items).await, Some(2), "the drain was declined");
+    assert!(items.declined_by("drain"));
+    assert_eq!(items.declined().len(), 1);
+    assert_eq!(items.faults(), 0);
+
+    tokio::spawn({
+        let stop = stop.clone();
+        async move { stop.cancel() }
+    });
+    assert_eq!(next(&mut items).await, None, "the panic accepted the stop");
+    assert!(items.cancelled_by("stop"));
+    assert_eq!(items.faults(), 1, "the policy's panic");
+}
+
 #[tokio::test(start_paused = true)]
 async fn fenced_stream_an_always_ready_stream_stops_between_items() {
     let stop = Token::new();

@@ -171,6 +171,40 @@ impl<S> FencedStream<S> {
         self.engine.cancelled_by(&code.into())
     }
 
+    /// The reasons the `Fencing`'s policy declined, in firing order, as
+    /// [`Fenced::declined`](crate::Fenced::declined).
+    ///
+    /// # Examples
+    ///
+    /// See [`Fencing::policy`](crate::Fencing::policy).
+    #[must_use]
+    pub fn declined(&self) -> &[Reason] {
+        self.engine.declined()
+    }
+
+    /// Returns `true` if the policy declined a reason with `code`.
+    ///
+    /// # Examples
+    ///
+    /// See [`Fencing::policy`](crate::Fencing::policy).
+    #[must_use]
+    pub fn declined_by(&self, code: impl Into<Code>) -> bool {
+        let code = code.into();
+        self.declined().iter().any(|r| r.code() == Some(&code))
+    }
+
+    /// How many times user code the fence ran failed to answer and the
+    /// fence went on without the answer, as
+    /// [`Fenced::faults`](crate::Fenced::faults).
+    ///
+    /// # Examples
+    ///
+    /// See [`Fenced::faults`](crate::Fenced::faults).
+    #[must_use]
+    pub fn faults(&self) -> usize {
+        self.engine.faults()
+    }
+
     /// The cancellation that stopped the stream, if a trigger did.
     ///
     /// # Examples
