@@ -224,8 +224,7 @@ impl<F> Fenced<F> {
     /// See [`Fencing::policy`].
     #[must_use]
     pub fn declined_by(&self, code: impl Into<Code>) -> bool {
-        let code = code.into();
-        self.declined().iter().any(|r| r.code() == Some(&code))
+        self.engine.declined_by(&code.into())
     }
 
     /// How many times user code this fence ran failed to answer, and the

@@ -551,6 +551,11 @@ impl Engine {
         self.core.run.declined()
     }
 
+    /// Whether the policy declined a reason with `code`.
+    pub(crate) fn declined_by(&self, code: &Code) -> bool {
+        self.declined().iter().any(|r| r.code() == Some(code))
+    }
+
     /// How many faults the user code this fence ran has had.
     pub(crate) fn faults(&self) -> usize {
         self.core

@@ -189,8 +189,7 @@ impl<S> FencedStream<S> {
     /// See [`Fencing::policy`](crate::Fencing::policy).
     #[must_use]
     pub fn declined_by(&self, code: impl Into<Code>) -> bool {
-        let code = code.into();
-        self.declined().iter().any(|r| r.code() == Some(&code))
+        self.engine.declined_by(&code.into())
     }
 
     /// How many times user code the fence ran failed to answer and the
