@@ -7,11 +7,9 @@
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
@@ -19,9 +17,9 @@ use tower::{Service, ServiceExt};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How long any wait on a socket may take, in real time, before the test
-/// fails. Far above what loopback needs, even on a loaded 2-core machine.
-pub(crate) const LIMIT: Duration = Duration::from_secs(30);
+// Shared with fencing-tonic's tests; each binary uses only part of it.
+#[allow(unused_imports)]
+pub(crate) use fencing_test_support::{freeze_clock, next, on_drop, within, OnDrop, LIMIT};
 
 /// A hyper server (HTTP/1 and HTTP/2) on `127.0.0.1` and an ephemeral port,
 /// serving every connection with a clone of one tower service. Stops
@@ -113,46 +111,6 @@ impl Drop for TestServer {
     }
 }
 
-/// Runs `future` to completion, failing the test if it takes more than
-/// `limit` of real time. The bound is kept by a watchdog thread, so it holds
-/// on a paused clock too, and adds no timer that could advance it.
-pub(crate) async fn within<F: Future>(limit: Duration, future: F) -> F::Output {
-    let (expired, on_expiry) = oneshot::channel::<()>();
-    let (done, on_done) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = on_done.recv_timeout(limit) {
-            let _ = expired.send(());
-        }
-    });
-    let output = tokio::select! {
-        biased;
-        output = future => output,
-        _ = on_expiry => panic!("not done within {limit:?} of real time"),
-    };
-    drop(done);
-    output
-}
-
-/// Keeps a paused clock still, even while the runtime waits on sockets,
-/// until dropped.
-///
-/// A paused current-thread runtime moves its clock to the next timer
-/// whenever it has nothing to run, and waiting on a socket is such a time;
-/// but not while a blocking task runs (see tokio's `time::pause`). So one
-/// blocking task waits here for the guard to drop (or for [`LIMIT`]).
-#[must_use = "the clock moves again once this is dropped"]
-pub(crate) struct FrozenClock {
-    _release: mpsc::Sender<()>,
-}
-
-pub(crate) fn freeze_clock() -> FrozenClock {
-    let (release, on_release) = mpsc::channel::<()>();
-    drop(tokio::task::spawn_blocking(move || {
-        let _ = on_release.recv_timeout(LIMIT);
-    }));
-    FrozenClock { _release: release }
-}
-
 /// What [`FenceLayer::on_cancel`](fencing_tower::server::FenceLayer::on_cancel)
 /// reported of one request.
 #[derive(Debug)]
@@ -184,29 +142,6 @@ pub(crate) fn seen() -> (
         });
     };
     (hook, rx)
-}
-
-/// Receives the next message, failing the test after [`LIMIT`] of real time
-/// or if the sender is gone.
-pub(crate) async fn next<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
-    within(LIMIT, rx.recv()).await.expect("the sender is alive")
-}
-
-/// Sends a message when dropped: a handler holds one to tell the test it
-/// was dropped.
-pub(crate) struct OnDrop(Option<oneshot::Sender<()>>);
-
-pub(crate) fn on_drop() -> (OnDrop, oneshot::Receiver<()>) {
-    let (tx, rx) = oneshot::channel();
-    (OnDrop(Some(tx)), rx)
-}
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
 }
 
 /// Opens a raw connection to `addr` and writes `request` (HTTP/1 bytes).
